@@ -1,0 +1,43 @@
+"""mpidml: distributed training on CPU clusters with MPI.
+
+Each rank of an SPMD job (``mpirun -n 8 python -m mpidml.train``) reads its own
+row range of an HDF5 data set, computes gradients with numba kernels and moves
+them with mpidml's own collectives (``mpidml.comm``).
+
+The small public API re-exported here is what a user's own SPMD program needs::
+
+    from mpidml import ring_allreduce, shard_rows, load_shard, LogReg, SGD
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ring_allreduce",
+    "ring_reduce_scatter",
+    "ring_allgather",
+    "shard_rows",
+    "load_shard",
+    "LogReg",
+    "SGD",
+]
+
+
+def __getattr__(name):
+    # Lazy re-exports: `import mpidml` must not import mpi4py (MPI_Init) or numba.
+    if name in ("ring_allreduce", "ring_reduce_scatter", "ring_allgather"):
+        from .comm import ring
+        return getattr(ring, name)
+    if name == "shard_rows":
+        from .data.partition import shard_rows
+        return shard_rows
+    if name == "load_shard":
+        from .data.loader import load_shard
+        return load_shard
+    if name == "LogReg":
+        from .models import LogReg
+        return LogReg
+    if name == "SGD":
+        from .optim import SGD
+        return SGD
+    raise AttributeError(f"module 'mpidml' has no attribute {name!r}")

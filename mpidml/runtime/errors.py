@@ -1,0 +1,91 @@
+"""Errors that end the whole job, never a hang.
+
+Two mechanisms:
+
+* ``fail_together(comm, fn)`` — for phases every rank runs (argument checks, opening
+  files, loading shards): each rank runs ``fn``; then all ranks agree (one small
+  control-plane allgather) and, if any failed, *every* rank raises the same
+  ``CollectiveError`` naming each failed rank and its message. The CLI then exits
+  with status 2 on all ranks and rank 0 prints the message once.
+* ``install_abort_hook()`` — for anything else (an exception on one rank while the
+  others wait in a collective): the exception is printed with the rank number and
+  ``MPI.COMM_WORLD.Abort`` ends every rank at once with a nonzero status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+__all__ = ["MpidmlError", "CollectiveError", "fail_together", "install_abort_hook",
+           "EXIT_USAGE", "EXIT_FAILURE"]
+
+EXIT_FAILURE = 1   # unexpected failure on some rank (job aborted)
+EXIT_USAGE = 2     # bad input or configuration, detected on all ranks together
+
+
+class MpidmlError(Exception):
+    """A user-facing error (bad input, missing file, …): printed without a traceback."""
+
+
+class CollectiveError(MpidmlError):
+    """Raised identically on every rank when some rank failed a ``fail_together`` phase."""
+
+    def __init__(self, what: str, failures: list[tuple[int, str]]):
+        self.what = what
+        self.failures = failures
+        lines = [f"{what} failed on {len(failures)} rank(s):"]
+        lines += [f"  rank {r}: {msg}" for r, msg in failures]
+        super().__init__("\n".join(lines))
+
+
+def fail_together(comm, what: str, fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` on every rank; if it raises on any rank, raise the
+    same ``CollectiveError`` on all ranks. Returns ``fn``'s result otherwise.
+
+    Every rank of ``comm`` must call this (it is collective).
+    """
+    result, err = None, None
+    try:
+        result = fn(*args, **kwargs)
+    except MpidmlError as exc:
+        err = str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported to every rank, then re-raised
+        err = f"{type(exc).__name__}: {exc}"
+    errors = comm.allgather(err)
+    failures = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failures:
+        raise CollectiveError(what, failures)
+    return result
+
+
+def install_abort_hook() -> None:
+    """Make an uncaught exception on any rank abort all ranks with a message naming it.
+
+    A ``CollectiveError`` (raised on every rank together) exits with ``EXIT_USAGE``
+    without an abort: rank 0 prints it once.
+    """
+    def hook(exc_type, exc, tb):
+        from mpi4py import MPI
+
+        world = MPI.COMM_WORLD
+        rank, size = world.Get_rank(), world.Get_size()
+        if isinstance(exc, CollectiveError):
+            if rank == 0:
+                sys.stderr.write(f"mpidml: error: {exc}\n")
+                sys.stderr.flush()
+            os._exit(EXIT_USAGE)
+        if isinstance(exc, MpidmlError):
+            detail = str(exc) + "\n"
+        else:
+            detail = "".join(traceback.format_exception(exc_type, exc, tb))
+        # One write, so lines from several ranks do not interleave.
+        sys.stderr.write(f"mpidml: rank {rank} of {size} failed: {exc_type.__name__}: {exc}\n"
+                         f"{detail}mpidml: aborting all {size} ranks\n")
+        sys.stderr.flush()
+        if size > 1:
+            world.Abort(EXIT_FAILURE)
+        os._exit(EXIT_FAILURE)
+
+    sys.excepthook = hook
