@@ -19,7 +19,7 @@ import sys
 import traceback
 
 __all__ = ["MpidmlError", "CollectiveError", "fail_together", "install_abort_hook",
-           "EXIT_USAGE", "EXIT_FAILURE"]
+           "EXIT_USAGE", "EXIT_FAILURE", "format_ranks"]
 
 EXIT_FAILURE = 1   # unexpected failure on some rank (job aborted)
 EXIT_USAGE = 2     # bad input or configuration, detected on all ranks together
@@ -35,9 +35,24 @@ class CollectiveError(MpidmlError):
     def __init__(self, what: str, failures: list[tuple[int, str]]):
         self.what = what
         self.failures = failures
+        by_message: dict[str, list[int]] = {}
+        for r, msg in failures:
+            by_message.setdefault(msg, []).append(r)
         lines = [f"{what} failed on {len(failures)} rank(s):"]
-        lines += [f"  rank {r}: {msg}" for r, msg in failures]
+        lines += [f"  {format_ranks(ranks)}: {msg}" for msg, ranks in by_message.items()]
         super().__init__("\n".join(lines))
+
+
+def format_ranks(ranks: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"ranks 0-2,5"``; ``[3]`` → ``"rank 3"`` (sorted input)."""
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    spans, start = [], ranks[0]
+    for prev, cur in zip(ranks, ranks[1:] + [None]):
+        if cur is None or cur != prev + 1:  # a run of consecutive ranks ends at prev
+            spans.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = cur
+    return "ranks " + ",".join(spans)
 
 
 def fail_together(comm, what: str, fn, *args, **kwargs):

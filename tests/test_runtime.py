@@ -1,0 +1,44 @@
+"""Pure runtime helpers: rank lists in error messages, fault specs, atomic files."""
+
+import os
+
+import pytest
+
+from mpidml.runtime.atomic import atomic_path
+from mpidml.runtime.errors import CollectiveError, format_ranks
+from mpidml.runtime.faults import parse_fault
+
+
+@pytest.mark.parametrize("ranks,text", [([3], "rank 3"), ([0, 1, 2], "ranks 0-2"),
+                                        ([0, 1, 2, 5], "ranks 0-2,5"), ([1, 3, 4], "ranks 1,3-4")])
+def test_format_ranks(ranks, text):
+    assert format_ranks(ranks) == text
+
+
+def test_collective_error_groups_identical_messages():
+    err = CollectiveError("loading", [(0, "a"), (1, "b"), (2, "a")])
+    assert str(err).splitlines() == ["loading failed on 3 rank(s):", "  ranks 0,2: a", "  rank 1: b"]
+
+
+def test_parse_fault():
+    assert parse_fault(None) is None and parse_fault("") is None
+    plan = parse_fault("raise:2:7")
+    assert (plan.rank, plan.step) == (2, 7)
+    for bad in ("raise:2", "kill:1:2", "raise:a:b"):
+        with pytest.raises(ValueError):
+            parse_fault(bad)
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("good")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "good" and os.listdir(tmp_path) == ["f.txt"]
+    with atomic_path(target) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write("new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["f.txt"]
