@@ -22,20 +22,26 @@ class SGD:
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.velocity = np.zeros_like(params) if momentum else None
+        self._update = np.empty_like(params)  # scratch: no allocation per step
 
     def step(self, grad: np.ndarray, lr: float) -> None:
+        """Apply one update with gradient ``grad`` (not modified) and learning rate ``lr``."""
         lr = self.params.dtype.type(lr)
+        upd = self._update
         if self.velocity is None:
-            self.params -= lr * grad
-            return
-        v = self.velocity
-        v *= self.params.dtype.type(self.momentum)
-        v += grad
-        if self.nesterov:
-            grad += self.params.dtype.type(self.momentum) * v
-            self.params -= lr * grad
+            np.multiply(grad, lr, out=upd)
         else:
-            self.params -= lr * v
+            mu = self.params.dtype.type(self.momentum)
+            v = self.velocity
+            v *= mu
+            v += grad
+            if self.nesterov:
+                np.multiply(v, mu, out=upd)
+                upd += grad
+                upd *= lr
+            else:
+                np.multiply(v, lr, out=upd)
+        self.params -= upd
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, schedule: str = "cosine",
