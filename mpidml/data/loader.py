@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from ..runtime.errors import MpidmlError
+from .layout import LABEL_MODES
 from .partition import shard_rows
 
 __all__ = ["Shard", "load_shard", "read_header"]
@@ -77,12 +78,15 @@ def read_header(path: str) -> tuple[int, int, np.dtype]:
         return X.shape[0], X.shape[1], X.dtype
 
 
-def load_shard(path: str, size: int, rank: int, binary_labels: bool = True) -> Shard:
+def load_shard(path: str, size: int, rank: int, labels: str = "binary") -> Shard:
     """Read rank ``rank`` of ``size``'s balanced row range of ``path``.
 
-    Checks the schema, that the shard's features are finite and (``binary_labels``)
-    that its labels are 0/1; errors name the file, dataset and global row.
+    Checks the schema, that the shard's features are finite and that its labels fit
+    ``labels`` (``binary``: 0/1; ``classes``: integers >= 0; ``real``: finite); errors
+    name the file, dataset and global row.
     """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
     with _open(path) as f:
         X, y = _datasets(f, path)
         n = X.shape[0]
@@ -93,9 +97,20 @@ def load_shard(path: str, size: int, rank: int, binary_labels: bool = True) -> S
     if bad.any():
         row = start + int(np.argmax(bad))
         raise MpidmlError(f"{path}: /X has NaN or inf in row {row} (rank {rank}'s rows {start}..{stop - 1})")
-    if binary_labels:
-        bad = ~((ys == 0) | (ys == 1))
-        if bad.any():
-            row = start + int(np.argmax(bad))
-            raise MpidmlError(f"{path}: /y[{row}] = {ys[row - start]!r}; binary labels must be 0 or 1")
+    _check_labels(ys, labels, path, start)
     return Shard(path=path, X=Xs, y=ys, start=start, stop=stop, n_total=n)
+
+
+_LABEL_RULES = {
+    "binary": (lambda y: (y == 0) | (y == 1), "binary labels must be 0 or 1"),
+    "classes": (lambda y: (y >= 0) & (y == np.floor(y)), "class labels must be integers 0..K-1"),
+    "real": (np.isfinite, "labels must be finite"),
+}
+
+
+def _check_labels(ys: np.ndarray, labels: str, path: str, start: int) -> None:
+    ok, rule = _LABEL_RULES[labels]
+    bad = ~ok(ys)
+    if bad.any():
+        row = start + int(np.argmax(bad))
+        raise MpidmlError(f"{path}: /y[{row}] = {ys[row - start]!r}; {rule}")
