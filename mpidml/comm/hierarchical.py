@@ -1,0 +1,103 @@
+"""Node-aware communicators and the hierarchical allreduce.
+
+``split_nodes(comm)`` groups ranks that share memory (``COMM_TYPE_SHARED``). For
+tests and demos on one machine, ``MPIDML_FAKE_NODES="3,2"`` (or ``fake_nodes=``)
+splits ``comm`` into consecutive emulated nodes of those sizes instead.
+
+Hierarchical allreduce, n elements, L nodes:
+    1. shm reduce-scatter inside each node (single copy, see shm.py)
+    2. each node leader (local rank 0) collects the node's sum from its peers' slots
+    3. ring allreduce of the full vector across the L leaders
+    4. every other rank of the node copies the result from its leader's slot
+Only leaders touch the inter-node network; ranks of a node never send each other
+messages. Every rank ends with the leaders' ring result, hence identical bits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from .ring import _scale_mean, counters, ring_allreduce
+
+__all__ = ["NodeLayout", "split_nodes", "parse_fake_nodes", "hierarchical_allreduce"]
+
+
+def parse_fake_nodes(spec: str | None, size: int) -> list[int] | None:
+    """``"3,2"`` → [3, 2]; checks that the sizes are positive and sum to ``size``."""
+    if not spec:
+        return None
+    try:
+        sizes = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"MPIDML_FAKE_NODES must be comma-separated node sizes, got {spec!r}") from None
+    if any(s < 1 for s in sizes) or sum(sizes) != size:
+        raise ValueError(f"MPIDML_FAKE_NODES={spec!r}: sizes must be >= 1 and sum to the "
+                         f"{size} ranks of the communicator")
+    return sizes
+
+
+@dataclass
+class NodeLayout:
+    node: object         # communicator of this rank's node
+    leaders: object      # communicator of node leaders (MPI.COMM_NULL on non-leaders)
+    node_index: int
+    num_nodes: int
+    world_size: int
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.Get_rank() == 0
+
+    def free(self) -> None:
+        for c in (self.node, self.leaders):
+            if c != MPI.COMM_NULL:
+                c.Free()
+
+
+def split_nodes(comm, fake_nodes: str | None = None) -> NodeLayout:
+    """Collective: this rank's node communicator and the leaders' communicator."""
+    rank = comm.Get_rank()
+    sizes = parse_fake_nodes(fake_nodes if fake_nodes is not None
+                             else os.environ.get("MPIDML_FAKE_NODES"), comm.Get_size())
+    if sizes:
+        bounds = np.cumsum(sizes)
+        color = int(np.searchsorted(bounds, rank, side="right"))
+        node = comm.Split(color, key=rank)
+    else:
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+    is_leader = node.Get_rank() == 0
+    leaders = comm.Split(0 if is_leader else MPI.UNDEFINED, key=rank)
+    # node index = rank among leaders, told to the whole node
+    info = np.array([leaders.Get_rank() if is_leader else 0, leaders.Get_size() if is_leader else 0])
+    node.Bcast(info, root=0)
+    return NodeLayout(node=node, leaders=leaders, node_index=int(info[0]), num_nodes=int(info[1]),
+                      world_size=comm.Get_size())
+
+
+def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+    """In-place allreduce over all nodes; ``shm`` is the node's ``ShmAllreduce``."""
+    n = buf.size
+    slot = shm.buffer(n)
+    if buf.ctypes.data != slot.ctypes.data:
+        slot[:] = buf
+    counts, offsets = shm.reduce_scatter(n, "sum")
+    if layout.is_leader:
+        shm.gather_into(slot, counts, offsets, skip_own=True)  # leader: node sum in its slot
+        ring_allreduce(layout.leaders, slot, op="sum")
+        if op == "avg":
+            _scale_mean(slot, layout.world_size)
+    else:
+        counters.sent += counts[shm.rank] * buf.itemsize  # the leader reads my segment
+        shm._fence()  # pairs with the leader's gather fence
+    shm._fence()      # leader's slot holds the global result
+    if not layout.is_leader:
+        buf[:] = shm.table[0, :n]
+        counters.received += buf.nbytes
+    elif buf.ctypes.data != slot.ctypes.data:
+        buf[:] = slot
+    shm._fence()      # nobody rewrites the leader's slot while others read it
+    return buf

@@ -1,0 +1,149 @@
+"""One allreduce entry point that picks the algorithm by message size and layout.
+
+    impl="auto":  p == 1                    → nothing to do
+                  bytes <= small_bytes      → native MPI (latency-bound; MPICH is best there)
+                  all ranks on one node     → shm   (single-copy shared-memory window)
+                  several nodes             → hier  (shm in the node + ring across leaders)
+    impl="ring" | "rd" | "shm" | "hier" | "native" forces one algorithm.
+
+The threshold comes from ``bench`` measurements on these machines (see bench/results)
+and is overridable with ``MPIDML_SMALL_BYTES`` or ``set_small_bytes``. Per-communicator
+state (node layout, shared windows grown on demand) is created collectively on first
+use and released with ``release(comm)`` or at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import numpy as np
+from mpi4py import MPI
+
+from .hierarchical import NodeLayout, hierarchical_allreduce, split_nodes
+from .rd import rd_allreduce
+from .ring import _check_buffer, _scale_mean, counters, ring_allreduce
+from .shm import ShmAllreduce
+
+__all__ = ["IMPLS", "allreduce", "choose", "native_allreduce", "release", "set_small_bytes", "shm_buffer",
+           "small_bytes"]
+
+IMPLS = ("auto", "ring", "rd", "shm", "hier", "native")
+_small_bytes = int(os.environ.get("MPIDML_SMALL_BYTES", 8192))
+
+
+def small_bytes() -> int:
+    return _small_bytes
+
+
+def set_small_bytes(nbytes: int) -> None:
+    """Messages up to ``nbytes`` go to native MPI under ``impl="auto"``."""
+    global _small_bytes
+    _small_bytes = int(nbytes)
+
+
+class _Context:
+    """Collective per-communicator state: node layout and one shm engine per dtype."""
+
+    def __init__(self, comm):
+        self.layout: NodeLayout = split_nodes(comm)
+        self.engines: dict[str, ShmAllreduce] = {}
+
+    def engine(self, dtype: np.dtype, n: int) -> ShmAllreduce:
+        # Every rank asks for the same (dtype, n), so growth decisions agree on all ranks.
+        eng = self.engines.get(dtype.str)
+        if eng is None or eng.capacity < n:
+            capacity = max(n, 2 * eng.capacity) if eng else max(n, 1024)
+            if eng is not None:
+                eng.free()
+            eng = ShmAllreduce(self.layout.node, capacity, dtype)
+            self.engines[dtype.str] = eng
+        return eng
+
+    def free(self) -> None:
+        for eng in self.engines.values():
+            eng.free()
+        self.engines.clear()
+        self.layout.free()
+
+
+_contexts: dict[int, _Context] = {}
+
+
+def _context(comm) -> _Context:
+    key = comm.py2f()
+    ctx = _contexts.get(key)
+    if ctx is None:
+        ctx = _contexts[key] = _Context(comm)
+    return ctx
+
+
+def release(comm) -> None:
+    """Collective: free the windows and communicators cached for ``comm``."""
+    ctx = _contexts.pop(comm.py2f(), None)
+    if ctx is not None:
+        ctx.free()
+
+
+@atexit.register
+def _release_all() -> None:
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        for key in list(_contexts):
+            _contexts.pop(key).free()
+
+
+def choose(comm, nbytes: int) -> str:
+    """The algorithm ``impl="auto"`` uses for a message of ``nbytes`` on ``comm``."""
+    if comm.Get_size() == 1:
+        return "none"
+    if nbytes <= _small_bytes:
+        return "native"
+    return "shm" if _context(comm).layout.num_nodes == 1 else "hier"
+
+
+def native_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+    """MPI's own allreduce, in place. Byte counters get the bandwidth-optimal volume
+    2(p−1)/p·n each way (what MPI really moved is not observable from here)."""
+    p = comm.Get_size()
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    if op == "avg":
+        _scale_mean(buf, p)
+    moved = 2 * (p - 1) * buf.nbytes // p
+    counters.sent += moved
+    counters.received += moved
+    return buf
+
+
+def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto") -> np.ndarray:
+    """In-place allreduce of a 1-D buffer with the chosen (or forced) algorithm.
+
+    Every rank passes the same length, dtype, ``op`` and ``impl``; every rank gets
+    back the same bits. Returns ``buf``.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if op not in ("sum", "avg"):
+        raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
+    _check_buffer(buf, reduce=True)
+    if impl == "auto":
+        impl = choose(comm, buf.nbytes)
+    if impl == "none" or buf.size == 0:
+        return buf
+    if impl == "ring":
+        return ring_allreduce(comm, buf, op)
+    if impl == "rd":
+        return rd_allreduce(comm, buf, op)
+    if impl == "native":
+        return native_allreduce(comm, buf, op)
+    ctx = _context(comm)
+    if impl == "shm":
+        if ctx.layout.num_nodes != 1:
+            raise ValueError("impl='shm' needs all ranks on one node; use 'hier' across nodes")
+        return ctx.engine(buf.dtype, buf.size).allreduce(buf, op)
+    return hierarchical_allreduce(ctx.layout, ctx.engine(buf.dtype, buf.size), buf, op)
+
+
+def shm_buffer(comm, n: int, dtype) -> np.ndarray:
+    """A fusion buffer of ``n`` elements that lives in the node's shared window, so
+    ``allreduce(comm, buf, impl="shm"|"auto")`` needs no copy-in. Collective."""
+    return _context(comm).engine(np.dtype(dtype), n).buffer(n)
