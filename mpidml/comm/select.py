@@ -101,46 +101,64 @@ def choose(comm, nbytes: int) -> str:
     return "shm" if _context(comm).layout.num_nodes == 1 else "hier"
 
 
-def native_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
-    """MPI's own allreduce, in place. Byte counters get the bandwidth-optimal volume
-    2(p−1)/p·n each way (what MPI really moved is not observable from here)."""
+def native_allreduce(comm, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
+    """MPI's own ``Allreduce`` (in place, or into ``out``). Byte counters get the
+    bandwidth-optimal volume 2(p−1)/p·n each way (what MPI really moved is not
+    observable from here)."""
     p = comm.Get_size()
-    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    if out is None or out is buf:
+        out = buf
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    else:
+        comm.Allreduce(buf, out, op=MPI.SUM)
     if op == "avg":
-        _scale_mean(buf, p)
+        _scale_mean(out, p)
     moved = 2 * (p - 1) * buf.nbytes // p
     counters.sent += moved
     counters.received += moved
-    return buf
+    return out
 
 
-def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto") -> np.ndarray:
-    """In-place allreduce of a 1-D buffer with the chosen (or forced) algorithm.
+def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto",
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Allreduce of a 1-D buffer with the chosen (or forced) algorithm.
 
-    Every rank passes the same length, dtype, ``op`` and ``impl``; every rank gets
-    back the same bits. Returns ``buf``.
+    In place (``out=None``): ``buf`` is overwritten and returned. Out of place: ``buf``
+    is left untouched and the result is written to ``out`` (same size and dtype),
+    which is returned. Every rank passes the same length, dtype, ``op`` and ``impl``;
+    every rank gets back the same bits.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
     _check_buffer(buf, reduce=True)
+    if out is None:
+        out = buf
+    elif out is not buf:
+        _check_buffer(out, reduce=True)
+        if out.size != buf.size or out.dtype != buf.dtype:
+            raise ValueError(f"out has {out.size} x {out.dtype}, buf has {buf.size} x {buf.dtype}")
     if impl == "auto":
         impl = choose(comm, buf.nbytes)
-    if impl == "none" or buf.size == 0:
-        return buf
-    if impl == "ring":
-        return ring_allreduce(comm, buf, op)
-    if impl == "rd":
-        return rd_allreduce(comm, buf, op)
     if impl == "native":
-        return native_allreduce(comm, buf, op)
-    ctx = _context(comm)
-    if impl == "shm":
-        if ctx.layout.num_nodes != 1:
-            raise ValueError("impl='shm' needs all ranks on one node; use 'hier' across nodes")
-        return ctx.engine(buf.dtype, buf.size).allreduce(buf, op)
-    return hierarchical_allreduce(ctx.layout, ctx.engine(buf.dtype, buf.size), buf, op)
+        return native_allreduce(comm, buf, op, out=out)
+    if impl in ("shm", "hier"):
+        ctx = _context(comm)
+        engine = ctx.engine(buf.dtype, buf.size)
+        if impl == "shm":
+            if ctx.layout.num_nodes != 1:
+                raise ValueError("impl='shm' needs all ranks on one node; use 'hier' across nodes")
+            return engine.allreduce(buf, op, out=out)   # copies from buf, gathers into out
+    if out is not buf:
+        out[:] = buf   # the remaining algorithms reduce in place on the output buffer
+    if impl == "none" or out.size == 0:
+        return out
+    if impl == "ring":
+        return ring_allreduce(comm, out, op)
+    if impl == "rd":
+        return rd_allreduce(comm, out, op)
+    return hierarchical_allreduce(ctx.layout, engine, out, op)
 
 
 def shm_buffer(comm, n: int, dtype) -> np.ndarray:

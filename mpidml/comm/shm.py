@@ -98,17 +98,18 @@ class ShmAllreduce:
                 counters.received += c * self.dtype.itemsize
         self._fence()
 
-    def allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
-        """In-place allreduce of ``buf`` (any 1-D buffer; if it is this rank's window
-        slot — see ``buffer`` — no copy-in is made). Returns ``buf``."""
+    def allreduce(self, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
+        """Allreduce of ``buf`` into ``out`` (default: in place into ``buf``). If ``buf``
+        is this rank's window slot (see ``buffer``) no copy-in is made. Returns ``out``."""
         n = buf.size
+        out = buf if out is None else out
         in_window = n <= self.capacity and buf.ctypes.data == self.slot.ctypes.data
         if not in_window:
             self.buffer(n)[:] = buf
         counts, offsets = self.reduce_scatter(n, op)
-        self.gather_into(buf, counts, offsets, skip_own=in_window)
+        self.gather_into(out, counts, offsets, skip_own=in_window and out is buf)
         counters.sent += (self.p - 1) * counts[self.rank] * self.dtype.itemsize  # peers read mine
-        return buf
+        return out
 
     def free(self) -> None:
         if self.win is not None and self.win != MPI.WIN_NULL:

@@ -28,13 +28,21 @@ for impl in impls:
                 exact = np.sum([x.astype(np.float64) for x in inputs], axis=0) if length else np.zeros(0)
                 if op == "avg":
                     exact = exact / p
-                buf = inputs[rank].copy()
-                out = select.allreduce(comm, buf, op=op, impl=impl)
                 tol = dict(rtol=1e-5, atol=1e-5 * p) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-                ok = out is buf and np.allclose(buf, exact, **tol)
-                digests = comm.allgather(hashlib.sha256(buf.tobytes()).hexdigest())
-                results.append({"impl": impl, "dtype": np.dtype(dtype).name, "n": length, "op": op,
-                                "ok": all(comm.allgather(bool(ok))), "identical": len(set(digests)) == 1})
+                for variant in ("inplace", "outofplace"):
+                    buf = inputs[rank].copy()
+                    if variant == "inplace":
+                        out = select.allreduce(comm, buf, op=op, impl=impl)
+                        ok = out is buf
+                    else:
+                        target = np.full(length, np.nan, dtype)
+                        out = select.allreduce(comm, buf, op=op, impl=impl, out=target)
+                        ok = out is target and np.array_equal(buf, inputs[rank])  # input untouched
+                    ok = ok and np.allclose(out, exact, **tol)
+                    digests = comm.allgather(hashlib.sha256(out.tobytes()).hexdigest())
+                    results.append({"impl": impl, "variant": variant, "dtype": np.dtype(dtype).name,
+                                    "n": length, "op": op, "ok": all(comm.allgather(bool(ok))),
+                                    "identical": len(set(digests)) == 1})
 # fusion buffer living in the shared window: no copy-in, same answer
 if not multi:
     n = 5000
