@@ -1,0 +1,403 @@
+"""``python -m mpidml.bench``: collective microbenchmarks in the columns HPC people read.
+
+    mpiexec -n 2 python -m mpidml.bench allreduce -m 4:64M --impl auto,native,ring
+
+For every message size and every implementation (interleaved, so machine noise hits
+all of them alike) it times ``-i`` iterations after ``-x`` warm-up ones, ``-r`` times,
+and reports the median repetition. A repetition's time is the slowest rank's mean
+time per call (the collective is done when its last rank is). Every timed call is
+out of place on integer-valued data, so the result of the last timed call is checked
+exactly (``#wrong`` = wrong elements summed over ranks, as in nccl-tests).
+
+    algbw = size / time;  busbw = algbw · 2(p−1)/p for allreduce, · (p−1)/p for
+    reduce-scatter and allgather, · 1 for bcast (nccl-tests' definitions)
+
+``membound`` (allreduce, reduce_scatter): the time for every rank, concurrently, to do
+``a += b`` over n/p elements and copy n(p−1)/p elements — the least memory traffic
+a reduce-scatter + allgather needs — measured in the same run; ``%mem`` = membound /
+time. ``--fit`` fits t = a + b·n per algorithm and projects ring and recursive
+doubling to larger p with the α-β model (a projection, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main", "parse_size", "size_range", "bus_factor"]
+
+COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "bcast")
+_IMPLS = {
+    "allreduce": ("auto", "native", "ring", "rd", "shm", "hier"),
+    "reduce_scatter": ("native", "ring"),
+    "allgather": ("native", "ring"),
+    "bcast": ("native",),
+}
+_DEFAULT_IMPLS = {"allreduce": "auto,native,ring,rd", "reduce_scatter": "native,ring",
+                  "allgather": "native,ring", "bcast": "native"}
+
+
+def parse_size(text: str) -> int:
+    """``"4"``, ``"64K"``, ``"16M"``, ``"1G"`` → bytes (binary multiples)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (examples: 4, 64K, 16M)")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def size_range(spec: str, factor: int = 2) -> list[int]:
+    """OSU ``-m MIN:MAX`` (or ``MAX``): sizes MIN, MIN·f, … ≤ MAX."""
+    lo, _, hi = spec.rpartition(":")
+    lo_b, hi_b = parse_size(lo) if lo else 4, parse_size(hi)
+    if lo_b < 1 or hi_b < lo_b:
+        raise argparse.ArgumentTypeError(f"bad size range {spec!r}")
+    sizes, s = [], lo_b
+    while s <= hi_b:
+        sizes.append(s)
+        s *= factor
+    return sizes
+
+
+def bus_factor(collective: str, p: int) -> float:
+    if p == 1:
+        return 1.0
+    return {"allreduce": 2 * (p - 1) / p, "reduce_scatter": (p - 1) / p,
+            "allgather": (p - 1) / p, "bcast": 1.0}[collective]
+
+
+def _iterations(nbytes: int, max_iters: int) -> int:
+    # Large messages: fewer calls, ~256 MiB moved per measurement (at least 5 calls).
+    return max(5, min(max_iters, (256 << 20) // max(nbytes, 1)))
+
+
+class _Case:
+    """Buffers and one callable per implementation for one (collective, size)."""
+
+    def __init__(self, comm, collective: str, count: int, dtype, sendbuf: str = "private"):
+        from .comm.ring import segment_counts
+
+        self.comm, self.collective, self.count = comm, collective, count
+        p, rank = comm.Get_size(), comm.Get_rank()
+        self.p, self.rank = p, rank
+        self.counts, self.offsets = segment_counts(count, p)
+        pattern = (np.arange(count) % 7 + 1).astype(dtype)
+        self.pattern = pattern
+        if collective in ("allreduce", "reduce_scatter"):
+            self.send = pattern * dtype(rank + 1)   # exact sums: pattern · p(p+1)/2
+            self.expected = pattern * dtype(p * (p + 1) // 2)
+        else:
+            self.send = pattern.copy()
+            self.expected = pattern
+        self.out = np.empty(count, dtype=dtype)
+        self.window_send = None
+        if sendbuf == "window" and collective == "allreduce" and comm.Get_size() > 1:
+            from .comm import select
+            self.window_send = select.shm_buffer(comm, count, dtype)
+
+    def uses_window(self, impl: str) -> bool:
+        return self.window_send is not None and impl in ("auto", "shm", "hier")
+
+    def prepare(self, impl: str) -> None:
+        """Reset the output; (re)fill a window-resident send buffer, which other
+        implementations may have used as scratch."""
+        self.out[:] = 0
+        if self.uses_window(impl):
+            self.window_send[:] = self.send
+
+    def run(self, impl: str):
+        from mpi4py import MPI
+
+        from .comm import select
+        from .comm.ring import ring_allgather, ring_reduce_scatter
+
+        comm, send, out = self.comm, self.send, self.out
+        c, o, r = self.counts, self.offsets, self.rank
+        mine = slice(o[r], o[r] + c[r])
+        if self.collective == "allreduce":
+            src = self.window_send if self.uses_window(impl) else send
+            return lambda: select.allreduce(comm, src, impl=impl, out=out)
+        if self.collective == "reduce_scatter":
+            if impl == "native":
+                recv = out[mine]
+                return lambda: comm.Reduce_scatter(send, recv, recvcounts=c, op=MPI.SUM)
+
+            def rs():
+                out[:] = send
+                ring_reduce_scatter(comm, out)
+            return rs
+        if self.collective == "allgather":
+            if impl == "native":
+                return lambda: comm.Allgatherv(send[mine], [out, (c, o)])
+
+            def ag():
+                out[mine] = send[mine]
+                ring_allgather(comm, out)
+            return ag
+        if self.collective == "bcast":
+            def bc():
+                if r == 0:
+                    out[:] = send
+                comm.Bcast(out, root=0)
+            return bc
+        raise ValueError(self.collective)
+
+    def wrong(self) -> int:
+        if self.collective == "reduce_scatter":
+            sl = slice(self.offsets[self.rank], self.offsets[self.rank] + self.counts[self.rank])
+            return int(np.count_nonzero(self.out[sl] != self.expected[sl]))
+        return int(np.count_nonzero(self.out != self.expected))
+
+    def membound(self):
+        """Concurrent a += b over n/p and a copy of n(p−1)/p elements on every rank."""
+        share = self.counts[self.rank]
+        a = np.ones(share, self.send.dtype)
+        b = np.ones(share, self.send.dtype)
+        src = np.ones(self.count - share, self.send.dtype)
+        dst = np.empty_like(src)
+
+        def touch():
+            np.add(a, b, out=a)
+            np.copyto(dst, src)
+        return touch
+
+
+def _time(comm, fn, iters: int, warmup: int) -> float:
+    """Slowest rank's mean seconds per call."""
+    for _ in range(warmup):
+        fn()
+    comm.Barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    mine = (time.perf_counter() - t0) / iters
+    return comm.allreduce(mine, op=_mpi_max())
+
+
+def _mpi_max():
+    from mpi4py import MPI
+    return MPI.MAX
+
+
+def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,
+              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private") -> list[dict]:
+    from mpi4py import MPI
+
+    from .comm import select
+
+    p = comm.Get_size()
+    item = np.dtype(dtype).itemsize
+    records = []
+    for nbytes in sizes:
+        count = max(nbytes // item, 1 if nbytes else 0)
+        case = _Case(comm, collective, count, dtype, sendbuf)
+        n_iter = _iterations(nbytes, iters)
+        fns = {impl: case.run(impl) for impl in impls}
+        if membound and collective in ("allreduce", "reduce_scatter") and p > 1:
+            fns["membound"] = case.membound()
+        times = {k: [] for k in fns}
+        wrong = {}
+        for _ in range(reps):
+            for impl, fn in fns.items():   # interleaved: each rep times every impl once
+                if impl != "membound":
+                    case.prepare(impl)
+                times[impl].append(_time(comm, fn, n_iter, warmup))
+                if impl != "membound":
+                    wrong[impl] = comm.allreduce(case.wrong(), op=MPI.SUM)
+        native = float(np.median(times["native"])) if "native" in times else None
+        mem = float(np.median(times["membound"])) if "membound" in times else None
+        for impl, ts in times.items():
+            t = float(np.median(ts))
+            algbw = count * item / t / 1e9 if t > 0 else 0.0
+            rec = {"collective": collective, "size": count * item, "count": count,
+                   "type": np.dtype(dtype).name, "impl": impl, "p": p,
+                   "sendbuf": "window" if case.uses_window(impl) else "private",
+                   "algo": (select.choose(comm, count * item) if impl == "auto" and collective == "allreduce"
+                            else impl),
+                   "time_us": t * 1e6, "min_us": min(ts) * 1e6, "max_us": max(ts) * 1e6,
+                   "algbw_GBps": algbw, "busbw_GBps": algbw * bus_factor(collective, p),
+                   "wrong": wrong.get(impl, 0), "iters": n_iter, "reps": reps,
+                   "vs_native": (native / t) if native and impl != "native" else None,
+                   "pct_membound": (100 * mem / t) if mem and impl != "membound" else None}
+            records.append(rec)
+            log(rec)
+    return records
+
+
+def fit_cost_model(records: list[dict]) -> dict:
+    """Least-squares t = a + b·bytes per implementation (relative error weighted)."""
+    out = {}
+    for impl in sorted({r["impl"] for r in records}):
+        rs = [r for r in records if r["impl"] == impl and r["size"] > 0]
+        if len(rs) < 3:
+            continue
+        n = np.array([r["size"] for r in rs], float)
+        t = np.array([r["time_us"] for r in rs], float) * 1e-6
+        A = np.stack([np.ones_like(n), n], axis=1) / t[:, None]
+        (a, b), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+        out[impl] = {"a_s": float(a), "b_s_per_byte": float(b), "p": rs[0]["p"]}
+    return out
+
+
+def project(model: dict, impl: str, P: int, nbytes: int) -> float | None:
+    """α-β projection of a fitted ring or recursive-doubling allreduce to P ranks."""
+    m = model.get(impl)
+    if m is None or m["p"] < 2:
+        return None
+    p, a, b = m["p"], max(m["a_s"], 0.0), max(m["b_s_per_byte"], 0.0)
+    if impl == "ring":
+        alpha, beta = a / (2 * (p - 1)), b * p / (2 * (p - 1))
+        return 2 * (P - 1) * alpha + 2 * (P - 1) / P * nbytes * beta
+    if impl == "rd":
+        steps = math.ceil(math.log2(p))
+        alpha, beta = a / steps, b / steps
+        return math.ceil(math.log2(P)) * (alpha + nbytes * beta)
+    return None
+
+
+def _header(collective, p, nodes, dtype, reps, warmup, impls, sendbuf) -> str:
+    where = ("send buffers of auto/shm/hier live in the shared window (fusion-buffer mode)"
+             if sendbuf == "window" else "all send buffers are private numpy arrays")
+    return (f"# mpidml.bench {collective}: {p} rank(s) on {nodes} node(s), dtype {np.dtype(dtype).name}, "
+            f"op sum, out-of-place; {where}\n"
+            f"# impls {','.join(impls)}; time = median of {reps} interleaved repetitions of the slowest "
+            f"rank's mean per call (min/max over repetitions); {warmup} warm-up calls\n"
+            f"# {'size(B)':>10} {'count':>10} {'type':>7} {'impl':>8} {'algo':>6} {'time(us)':>10} "
+            f"{'min(us)':>9} {'max(us)':>9} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'xnative':>7} {'%mem':>5}")
+
+
+def _row(r: dict) -> str:
+    vs = f"{r['vs_native']:.2f}" if r["vs_native"] else "-"
+    pm = f"{r['pct_membound']:.0f}" if r["pct_membound"] else "-"
+    return (f"  {r['size']:>10} {r['count']:>10} {r['type']:>7} {r['impl']:>8} {r['algo']:>6} "
+            f"{r['time_us']:>10.1f} {r['min_us']:>9.1f} {r['max_us']:>9.1f} {r['algbw_GBps']:>7.2f} "
+            f"{r['busbw_GBps']:>7.2f} {r['wrong']:>6} {vs:>7} {pm:>5}")
+
+
+def plot(records: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for impl in dict.fromkeys(r["impl"] for r in records):
+        rs = [r for r in records if r["impl"] == impl]
+        ax.plot([r["size"] for r in rs], [r["busbw_GBps"] for r in rs], marker="o",
+                label=impl, linestyle="--" if impl in ("native", "membound") else "-")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("message size (bytes)")
+    ax.set_ylabel("bus bandwidth (GB/s)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mpidml.bench",
+        description="Collective microbenchmarks (OSU / nccl-tests style) of mpidml's own "
+                    "collectives against the MPI library's. Run under mpiexec.",
+        epilog="Columns: size in bytes, element count, type, impl requested, algo used (auto's "
+               "choice), time per call in microseconds, algbw/busbw in GB/s, #wrong (every timed "
+               "result is checked), xnative = native time / this time, %%mem = memory bound / time.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("collective", choices=COLLECTIVES)
+    p.add_argument("-m", "--message-size", default="4:64M", metavar="MIN:MAX",
+                   help="size range in bytes (K/M/G suffixes)")
+    p.add_argument("-f", "--factor", type=int, default=2, help="size multiplier between rows")
+    p.add_argument("-i", "--iterations", type=int, default=200,
+                   help="timed calls per repetition (fewer for large messages: ~256 MiB per repetition)")
+    p.add_argument("-x", "--warmup", type=int, default=5, help="untimed calls before each repetition")
+    p.add_argument("-r", "--reps", type=int, default=5, help="interleaved repetitions (median reported)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--impl", default=None,
+                   help="comma-separated implementations: " +
+                        "; ".join(f"{c}: {','.join(v)}" for c, v in _IMPLS.items()) +
+                        " (default: " + "; ".join(f"{c}: {v}" for c, v in _DEFAULT_IMPLS.items()) + ")")
+    p.add_argument("--sendbuf", choices=["window", "private"], default="window",
+                   help="where the send buffer of auto/shm/hier lives: in the node's shared window "
+                        "(mpidml's fusion buffer, no copy-in) or in private memory (copied in); "
+                        "native/ring/rd always use private numpy buffers")
+    p.add_argument("--no-membound", dest="membound", action="store_false",
+                   help="skip the memory-bound reference row")
+    p.add_argument("--json", metavar="FILE", help="write all records (and the cost-model fit) as JSON; - for stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="plot busbw vs size per implementation (matplotlib)")
+    p.add_argument("--fit", action="store_true",
+                   help="fit t = a + b·n per algorithm and print an α-β projection to 1024 ranks")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    impls = (args.impl or _DEFAULT_IMPLS[args.collective]).split(",")
+    bad = [i for i in impls if i not in _IMPLS[args.collective]]
+    if bad:
+        build_parser().error(f"{args.collective} has no implementation {bad}; choose from "
+                             f"{','.join(_IMPLS[args.collective])}")
+    from mpi4py import MPI
+
+    from .comm.hierarchical import split_nodes
+    from .runtime.errors import install_abort_hook
+
+    install_abort_hook()
+    comm = MPI.COMM_WORLD.Dup()
+    rank = comm.Get_rank()
+    layout = split_nodes(comm)
+    nodes = layout.num_nodes
+    layout.free()
+    if nodes > 1 and "shm" in impls:
+        impls.remove("shm")
+    dtype = np.dtype(args.dtype).type
+    sizes = size_range(args.message_size, args.factor)
+    out = sys.stdout if args.json != "-" else sys.stderr
+
+    def log(rec):
+        if rank == 0:
+            out.write(_row(rec) + "\n")
+            out.flush()
+
+    if rank == 0:
+        out.write(_header(args.collective, comm.Get_size(), nodes, dtype, args.reps, args.warmup, impls,
+                          args.sendbuf) + "\n")
+    records = run_bench(comm, args.collective, sizes, impls, dtype, args.iterations, args.warmup,
+                        args.reps, args.membound, log, args.sendbuf)
+    model = fit_cost_model(records) if args.fit or args.json else {}
+    if rank == 0:
+        total_wrong = sum(r["wrong"] for r in records)
+        out.write(f"# out-of-place results checked: {total_wrong} wrong element(s)\n")
+        if args.fit:
+            out.write("# alpha-beta PROJECTION (model fitted at this p, not measured): time in us\n")
+            out.write(f"# {'impl':>6} {'P':>5} " + " ".join(f"{s:>10}" for s in ("4K", "1M", "64M")) + "\n")
+            for impl in ("ring", "rd"):
+                for P in (8, 64, 1024):
+                    ts = [project(model, impl, P, s) for s in (4 << 10, 1 << 20, 64 << 20)]
+                    if ts[0] is not None:
+                        out.write(f"  {impl:>6} {P:>5} " + " ".join(f"{t * 1e6:>10.1f}" for t in ts) + "\n")
+        if args.json:
+            doc = {"collective": args.collective, "p": comm.Get_size(), "nodes": nodes,
+                   "argv": sys.argv, "records": records, "cost_model": model}
+            if args.json == "-":
+                json.dump(doc, sys.stdout, indent=1)
+            else:
+                with open(args.json, "w") as fh:
+                    json.dump(doc, fh, indent=1)
+        if args.plot:
+            plot(records, args.plot, f"{args.collective}, p={comm.Get_size()}, {np.dtype(dtype).name}")
+        if total_wrong:
+            out.write("# ERROR: some results were wrong\n")
+    from .comm import select
+    select.release(comm)
+    wrong_any = comm.bcast(sum(r["wrong"] for r in records) if rank == 0 else None, root=0)
+    return 1 if wrong_any else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
