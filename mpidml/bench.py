@@ -79,7 +79,8 @@ def _iterations(nbytes: int, max_iters: int) -> int:
 class _Case:
     """Buffers and one callable per implementation for one (collective, size)."""
 
-    def __init__(self, comm, collective: str, count: int, dtype, sendbuf: str = "private"):
+    def __init__(self, comm, collective: str, count: int, dtype, sendbuf: str = "private",
+                 inplace: bool = False):
         from .comm.ring import segment_counts
 
         self.comm, self.collective, self.count = comm, collective, count
@@ -95,6 +96,7 @@ class _Case:
             self.send = pattern.copy()
             self.expected = pattern
         self.out = np.empty(count, dtype=dtype)
+        self.inplace = inplace and collective == "allreduce"
         self.window_send = None
         if sendbuf == "window" and collective == "allreduce" and comm.Get_size() > 1:
             from .comm import select
@@ -103,12 +105,31 @@ class _Case:
     def uses_window(self, impl: str) -> bool:
         return self.window_send is not None and impl in ("auto", "shm", "hier")
 
+    def target(self, impl: str) -> np.ndarray:
+        """The buffer that holds the result of ``impl``."""
+        if self.inplace:
+            return self.window_send if self.uses_window(impl) else self.out
+        return self.out
+
     def prepare(self, impl: str) -> None:
-        """Reset the output; (re)fill a window-resident send buffer, which other
-        implementations may have used as scratch."""
+        """Reset the output; (re)fill the buffer ``impl`` reads (a window-resident
+        send buffer may have been used as scratch by another implementation)."""
         self.out[:] = 0
         if self.uses_window(impl):
             self.window_send[:] = self.send
+        if self.inplace:
+            self.target(impl)[:] = self.send
+
+    def check(self, impl: str) -> int:
+        """Wrong elements. Out of place: of the last timed call. In place (timed with
+        op=avg so values stay bounded): of a fresh sum on the same buffers."""
+        if self.inplace:
+            from .comm import select
+            buf = self.target(impl)
+            buf[:] = self.send
+            select.allreduce(self.comm, buf, op="sum", impl=impl)
+            return int(np.count_nonzero(buf != self.expected))
+        return self.wrong()
 
     def run(self, impl: str):
         from mpi4py import MPI
@@ -120,6 +141,9 @@ class _Case:
         c, o, r = self.counts, self.offsets, self.rank
         mine = slice(o[r], o[r] + c[r])
         if self.collective == "allreduce":
+            if self.inplace:
+                buf = self.target(impl)
+                return lambda: select.allreduce(comm, buf, op="avg", impl=impl)
             src = self.window_send if self.uses_window(impl) else send
             return lambda: select.allreduce(comm, src, impl=impl, out=out)
         if self.collective == "reduce_scatter":
@@ -185,7 +209,8 @@ def _mpi_max():
 
 
 def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,
-              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private") -> list[dict]:
+              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private",
+              inplace: bool = False) -> list[dict]:
     from mpi4py import MPI
 
     from .comm import select
@@ -195,7 +220,7 @@ def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, 
     records = []
     for nbytes in sizes:
         count = max(nbytes // item, 1 if nbytes else 0)
-        case = _Case(comm, collective, count, dtype, sendbuf)
+        case = _Case(comm, collective, count, dtype, sendbuf, inplace)
         n_iter = _iterations(nbytes, iters)
         fns = {impl: case.run(impl) for impl in impls}
         if membound and collective in ("allreduce", "reduce_scatter") and p > 1:
@@ -208,7 +233,7 @@ def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, 
                     case.prepare(impl)
                 times[impl].append(_time(comm, fn, n_iter, warmup))
                 if impl != "membound":
-                    wrong[impl] = comm.allreduce(case.wrong(), op=MPI.SUM)
+                    wrong[impl] = comm.allreduce(case.check(impl), op=MPI.SUM)
         native = float(np.median(times["native"])) if "native" in times else None
         mem = float(np.median(times["membound"])) if "membound" in times else None
         for impl, ts in times.items():
@@ -217,6 +242,7 @@ def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, 
             rec = {"collective": collective, "size": count * item, "count": count,
                    "type": np.dtype(dtype).name, "impl": impl, "p": p,
                    "sendbuf": "window" if case.uses_window(impl) else "private",
+                   "inplace": case.inplace,
                    "algo": (select.choose(comm, count * item) if impl == "auto" and collective == "allreduce"
                             else impl),
                    "time_us": t * 1e6, "min_us": min(ts) * 1e6, "max_us": max(ts) * 1e6,
@@ -260,11 +286,13 @@ def project(model: dict, impl: str, P: int, nbytes: int) -> float | None:
     return None
 
 
-def _header(collective, p, nodes, dtype, reps, warmup, impls, sendbuf) -> str:
-    where = ("send buffers of auto/shm/hier live in the shared window (fusion-buffer mode)"
-             if sendbuf == "window" else "all send buffers are private numpy arrays")
+def _header(collective, p, nodes, dtype, reps, warmup, impls, sendbuf, inplace) -> str:
+    where = ("buffers of auto/shm/hier live in the shared window (fusion-buffer mode)"
+             if sendbuf == "window" else "all buffers are private numpy arrays")
+    mode = ("IN-PLACE (timed with op avg; checked by a fresh sum)" if inplace
+            else "out-of-place, op sum (every timed result checked)")
     return (f"# mpidml.bench {collective}: {p} rank(s) on {nodes} node(s), dtype {np.dtype(dtype).name}, "
-            f"op sum, out-of-place; {where}\n"
+            f"{mode}; {where}\n"
             f"# impls {','.join(impls)}; time = median of {reps} interleaved repetitions of the slowest "
             f"rank's mean per call (min/max over repetitions); {warmup} warm-up calls\n"
             f"# {'size(B)':>10} {'count':>10} {'type':>7} {'impl':>8} {'algo':>6} {'time(us)':>10} "
@@ -326,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the send buffer of auto/shm/hier lives: in the node's shared window "
                         "(mpidml's fusion buffer, no copy-in) or in private memory (copied in); "
                         "native/ring/rd always use private numpy buffers")
+    p.add_argument("--inplace", action="store_true",
+                   help="allreduce in place (nccl-tests' in-place column); timed with op avg so "
+                        "values stay bounded, results checked by a separate sum call")
     p.add_argument("--no-membound", dest="membound", action="store_false",
                    help="skip the memory-bound reference row")
     p.add_argument("--json", metavar="FILE", help="write all records (and the cost-model fit) as JSON; - for stdout")
@@ -366,9 +397,9 @@ def main(argv=None) -> int:
 
     if rank == 0:
         out.write(_header(args.collective, comm.Get_size(), nodes, dtype, args.reps, args.warmup, impls,
-                          args.sendbuf) + "\n")
+                          args.sendbuf, args.inplace and args.collective == "allreduce") + "\n")
     records = run_bench(comm, args.collective, sizes, impls, dtype, args.iterations, args.warmup,
-                        args.reps, args.membound, log, args.sendbuf)
+                        args.reps, args.membound, log, args.sendbuf, args.inplace)
     model = fit_cost_model(records) if args.fit or args.json else {}
     if rank == 0:
         total_wrong = sum(r["wrong"] for r in records)

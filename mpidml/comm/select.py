@@ -29,7 +29,9 @@ __all__ = ["IMPLS", "allreduce", "choose", "native_allreduce", "release", "set_s
            "small_bytes"]
 
 IMPLS = ("auto", "ring", "rd", "shm", "hier", "native")
-_small_bytes = int(os.environ.get("MPIDML_SMALL_BYTES", 8192))
+# Crossover measured at p = 2 on the 2-core machines (bench/results/allreduce-p2-*.txt):
+# native wins up to ~32 KiB, ties at 64 KiB, shm wins from 256 KiB on.
+_small_bytes = int(os.environ.get("MPIDML_SMALL_BYTES", 65536))
 
 
 def small_bytes() -> int:
