@@ -78,26 +78,33 @@ def split_nodes(comm, fake_nodes: str | None = None) -> NodeLayout:
                       world_size=comm.Get_size())
 
 
-def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
-    """In-place allreduce over all nodes; ``shm`` is the node's ``ShmAllreduce``."""
+def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "sum",
+                           out: np.ndarray | None = None) -> np.ndarray:
+    """Allreduce over all nodes into ``out`` (default: in place); ``shm`` is the node's
+    ``ShmAllreduce``. If ``buf`` is this rank's window slot and ``out`` is elsewhere,
+    the slot is left intact (the shared result area is the scratch)."""
     n = buf.size
+    out = buf if out is None else out
     slot = shm.buffer(n)
-    if buf.ctypes.data != slot.ctypes.data:
+    in_window = buf.ctypes.data == slot.ctypes.data
+    area = shm._result_area() if (in_window and out is not buf) else shm
+    if not in_window:
         slot[:] = buf
-    counts, offsets = shm.reduce_scatter(n, "sum")
+    counts, offsets = shm.reduce_scatter(n, "sum", into=area.slot)
+    node_sum = area.slot[:n]
     if layout.is_leader:
-        shm.gather_into(slot, counts, offsets, skip_own=True)  # leader: node sum in its slot
-        ring_allreduce(layout.leaders, slot, op="sum")
+        shm.gather_into(node_sum, counts, offsets, skip_own=True, table=area.table)
+        ring_allreduce(layout.leaders, node_sum, op="sum")
         if op == "avg":
-            _scale_mean(slot, layout.world_size)
+            _scale_mean(node_sum, layout.world_size)
     else:
         counters.sent += counts[shm.rank] * buf.itemsize  # the leader reads my segment
         shm._fence()  # pairs with the leader's gather fence
-    shm._fence()      # leader's slot holds the global result
+    shm._fence()      # the leader's area holds the global result
     if not layout.is_leader:
-        buf[:] = shm.table[0, :n]
-        counters.received += buf.nbytes
-    elif buf.ctypes.data != slot.ctypes.data:
-        buf[:] = slot
-    shm._fence()      # nobody rewrites the leader's slot while others read it
-    return buf
+        out[:] = area.table[0, :n]
+        counters.received += out.nbytes
+    elif out.ctypes.data != node_sum.ctypes.data:
+        out[:] = node_sum
+    shm._fence()      # nobody rewrites the leader's area while others read it
+    return out

@@ -152,15 +152,14 @@ def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto",
             if ctx.layout.num_nodes != 1:
                 raise ValueError("impl='shm' needs all ranks on one node; use 'hier' across nodes")
             return engine.allreduce(buf, op, out=out)   # copies from buf, gathers into out
+        return hierarchical_allreduce(ctx.layout, engine, buf, op, out=out)
     if out is not buf:
         out[:] = buf   # the remaining algorithms reduce in place on the output buffer
     if impl == "none" or out.size == 0:
         return out
     if impl == "ring":
         return ring_allreduce(comm, out, op)
-    if impl == "rd":
-        return rd_allreduce(comm, out, op)
-    return hierarchical_allreduce(ctx.layout, engine, out, op)
+    return rd_allreduce(comm, out, op)
 
 
 def shm_buffer(comm, n: int, dtype) -> np.ndarray:

@@ -52,6 +52,19 @@ if not multi:
     ok = np.allclose(fused, np.arange(n) * p * (p + 1) / 2, rtol=1e-6)
     results.append({"impl": "shm_window_buffer", "dtype": "float32", "n": n, "op": "sum",
                     "ok": all(comm.allgather(bool(ok))), "identical": True})
+# window-resident input, out of place, twice: the input slot must stay intact
+for impl in ["hier", "auto"] + ([] if multi else ["shm"]):
+    n = 70_001
+    win = select.shm_buffer(comm, n, np.float64)
+    win[:] = np.arange(n) + rank
+    expect = p * np.arange(n) + p * (p - 1) / 2
+    target = np.empty(n)
+    ok = True
+    for _ in range(2):
+        select.allreduce(comm, win, impl=impl, out=target)
+        ok = ok and np.array_equal(target, expect) and np.array_equal(win, np.arange(n) + rank)
+    results.append({"impl": f"{impl}_window_outofplace", "dtype": "float64", "n": n, "op": "sum",
+                    "ok": all(comm.allgather(bool(ok))), "identical": True})
 select.release(comm)
 if rank == 0:
     sys.stdout.write(json.dumps({"size": p, "nodes": layout.num_nodes,
