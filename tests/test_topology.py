@@ -1,0 +1,65 @@
+"""Topologies and mixing weights against closed forms (pure, no MPI)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mpidml.comm import topology as topo
+
+
+@pytest.mark.parametrize("name,ps", [("ring", [2, 3, 4, 5, 8, 16]), ("torus", [4, 6, 9, 12, 16]),
+                                     ("hypercube", [1, 2, 4, 8, 16, 32]), ("exponential", [3, 5, 8, 16])])
+def test_graphs_are_symmetric_and_weights_doubly_stochastic(name, ps):
+    for p in ps:
+        g = topo.build(name, p)
+        assert all(i not in g[i] for i in range(p))
+        assert all(i in g[j] for i in range(p) for j in g[i])
+        W = topo.metropolis_hastings(g)
+        assert np.allclose(W, W.T) and np.allclose(W.sum(0), 1) and np.allclose(W.sum(1), 1)
+        assert (W >= -1e-15).all()
+
+
+@pytest.mark.parametrize("p", [3, 4, 5, 8, 13, 32])
+def test_ring_rate_closed_form(p):
+    lam = [1 / 3 + 2 / 3 * math.cos(2 * math.pi * k / p) for k in range(p)]
+    expected = sorted((abs(x) for x in lam), reverse=True)[1]
+    assert topo.consensus_rate(topo.metropolis_hastings(topo.ring(p))) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6])
+def test_hypercube_gap_closed_form(d):
+    W = topo.metropolis_hastings(topo.hypercube(2 ** d))
+    assert topo.spectral_gap(W) == pytest.approx(2 / (d + 1), abs=1e-12)
+
+
+@pytest.mark.parametrize("p", [9, 12, 16, 20])
+def test_torus_rate_closed_form(p):
+    r, c = topo.torus_shape(p)
+    assert r >= 3 and c >= 3
+    lam = [(1 + 2 * math.cos(2 * math.pi * a / r) + 2 * math.cos(2 * math.pi * b / c)) / 5
+           for a in range(r) for b in range(c)]
+    expected = sorted((abs(x) for x in lam), reverse=True)[1]
+    assert topo.consensus_rate(topo.metropolis_hastings(topo.torus(p))) == pytest.approx(expected, abs=1e-12)
+
+
+def test_gap_ordering_ring_torus_hypercube():
+    W = {n: topo.metropolis_hastings(topo.build(n, 16)) for n in ("ring", "torus", "hypercube")}
+    gaps = {n: topo.spectral_gap(w) for n, w in W.items()}
+    assert gaps["ring"] < gaps["torus"] <= gaps["hypercube"]
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16])
+def test_one_peer_exponential_averages_exactly_in_log2p_rounds(p):
+    x = np.random.default_rng(p).standard_normal(p)
+    for t in range(int(math.log2(p))):
+        s = topo.one_peer_exponential(p, t)
+        x = 0.5 * (x + np.roll(x, s))  # keep half, push half to rank + s
+    assert np.allclose(x, x.mean(), atol=1e-12)
+
+
+def test_hypercube_rejects_non_power_of_two():
+    with pytest.raises(ValueError):
+        topo.hypercube(6)
+    with pytest.raises(ValueError):
+        topo.build("star", 4)
