@@ -44,3 +44,13 @@ def test_bench_inplace_and_other_collectives():
 def test_bench_rejects_unknown_impl():
     res = run_mpi(1, ["-m", "mpidml.bench", "allgather", "--impl", "shm"], timeout=60)
     assert res.returncode == 2 and "no implementation" in res.stderr
+
+
+def test_bench_overlap_reports_all_phases(tmp_path):
+    out = tmp_path / "o.json"
+    res = run_mpi(2, ["-m", "mpidml.bench", "overlap", "-m", "64K:64K", "-r", "1", "--json", str(out)],
+                  timeout=120)
+    assert res.returncode == 0, res.output
+    rec = json.loads(out.read_text())["records"][0]
+    assert rec["compute_us"] > 0 and rec["comm_us"] > 0 and rec["both_us"] > 0
+    assert "overlap" in res.stdout
