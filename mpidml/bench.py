@@ -37,11 +37,12 @@ _IMPLS = {
     "allreduce": ("auto", "native", "ring", "rd", "shm", "hier"),
     "reduce_scatter": ("native", "ring"),
     "allgather": ("native", "ring"),
-    "bcast": ("native",),
+    "bcast": ("native", "tree", "chain", "shm"),
     "overlap": ("auto", "native", "ring", "rd", "shm", "hier"),
 }
 _DEFAULT_IMPLS = {"allreduce": "auto,native,ring,rd", "reduce_scatter": "native,ring",
-                  "allgather": "native,ring", "bcast": "native", "overlap": "auto"}
+                  "allgather": "native,ring", "bcast": "native,tree,chain,shm",
+                  "overlap": "auto"}
 
 
 def parse_size(text: str) -> int:
@@ -168,7 +169,7 @@ class _Case:
             def bc():
                 if r == 0:
                     out[:] = send
-                comm.Bcast(out, root=0)
+                select.bcast(comm, out, root=0, impl=impl)
             return bc
         raise ValueError(self.collective)
 

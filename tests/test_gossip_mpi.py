@@ -17,6 +17,7 @@ def test_gossip_and_codecs(p):
     assert not bad, bad
     cases = {c["case"] for c in report["results"]}
     assert {"gossip_ring", "codec_topk", "codec_qsgd", "codec_fp16"} <= cases
+    assert {f"bcast_{i}_0_300001" for i in ("native", "tree", "chain", "shm")} <= cases
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])

@@ -24,8 +24,8 @@ def neighbor_exchange(comm, send: np.ndarray, neighbors: list[int], recv: list[n
     reqs = [comm.Irecv(recv[k], source=j, tag=_TAG_GOSSIP) for k, j in enumerate(neighbors)]
     reqs += [comm.Isend(send, dest=j, tag=_TAG_GOSSIP) for j in neighbors]
     MPI.Request.Waitall(reqs)
-    counters.sent += send.nbytes * len(neighbors)
-    counters.received += sum(r.nbytes for r in recv)
+    counters.add(sent=send.nbytes * len(neighbors))
+    counters.add(received=sum(r.nbytes for r in recv))
 
 
 def gossip_round(comm, x: np.ndarray, W: np.ndarray, neighbors: list[int],
@@ -47,5 +47,5 @@ def shift_exchange(comm, send: np.ndarray, recv: np.ndarray, shift: int) -> None
     req = comm.Irecv(recv, source=(rank - shift) % p, tag=_TAG_SHIFT)
     comm.Send(send, dest=(rank + shift) % p, tag=_TAG_SHIFT)
     req.Wait()
-    counters.sent += send.nbytes
-    counters.received += recv.nbytes
+    counters.add(sent=send.nbytes)
+    counters.add(received=recv.nbytes)

@@ -23,8 +23,8 @@ _TAG_RD = 0x6D10
 
 def _exchange(comm, buf, tmp, partner):
     comm.Sendrecv(buf, dest=partner, sendtag=_TAG_RD, recvbuf=tmp, source=partner, recvtag=_TAG_RD)
-    counters.sent += buf.nbytes
-    counters.received += tmp.nbytes
+    counters.add(sent=buf.nbytes)
+    counters.add(received=tmp.nbytes)
 
 
 def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
@@ -42,11 +42,11 @@ def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
         if rank % 2 == 0:   # hand over, wait for the result
             comm.Send(buf, dest=rank + 1, tag=_TAG_RD)
             comm.Recv(buf, source=rank + 1, tag=_TAG_RD)
-            counters.sent += buf.nbytes
-            counters.received += buf.nbytes
+            counters.add(sent=buf.nbytes)
+            counters.add(received=buf.nbytes)
             return buf
         comm.Recv(tmp, source=rank - 1, tag=_TAG_RD)
-        counters.received += tmp.nbytes
+        counters.add(received=tmp.nbytes)
         np.add(buf, tmp, out=buf)
         vid = rank // 2
     else:
@@ -62,5 +62,5 @@ def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
         _scale_mean(buf, p)
     if rank < 2 * extra:
         comm.Send(buf, dest=rank - 1, tag=_TAG_RD)
-        counters.sent += buf.nbytes
+        counters.add(sent=buf.nbytes)
     return buf

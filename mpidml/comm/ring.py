@@ -31,7 +31,8 @@ rank), which the training loop reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,14 +54,22 @@ _REDUCIBLE = (np.float32, np.float64, np.int32, np.int64)
 
 @dataclass
 class ByteCounter:
-    """Bytes this rank sent and received through mpidml collectives."""
+    """Bytes this rank sent and received through mpidml collectives (thread-safe:
+    a non-blocking collective updates it from its own thread)."""
 
     sent: int = 0
     received: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, sent: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.sent += int(sent)
+            self.received += int(received)
 
     def reset(self) -> None:
-        self.sent = 0
-        self.received = 0
+        with self._lock:
+            self.sent = 0
+            self.received = 0
 
     @property
     def total(self) -> int:
@@ -69,15 +78,19 @@ class ByteCounter:
 
 counters = ByteCounter()
 
-# One reusable receive buffer per dtype, grown on demand: no allocation per call.
-_scratch: dict[str, np.ndarray] = {}
+# One reusable receive buffer per dtype and thread, grown on demand: no allocation per
+# call, and a non-blocking collective on its own thread never shares the caller's.
+_scratch = threading.local()
 
 
 def _scratch_buffer(dtype: np.dtype, n: int) -> np.ndarray:
-    buf = _scratch.get(dtype.str)
+    table = getattr(_scratch, "by_dtype", None)
+    if table is None:
+        table = _scratch.by_dtype = {}
+    buf = table.get(dtype.str)
     if buf is None or buf.size < n:
         buf = np.empty(max(n, 1), dtype=dtype)
-        _scratch[dtype.str] = buf
+        table[dtype.str] = buf
     return buf[:n]
 
 
@@ -131,8 +144,8 @@ def _reduce_scatter_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
             seg = buf[a:b]
             np.add(seg, tmp[a - offsets[r]:b - offsets[r]], out=seg)
         MPI.Request.Waitall(sends)
-        counters.sent += cs * item
-        counters.received += cr * item
+        counters.add(sent=cs * item)
+        counters.add(received=cr * item)
 
 
 def _allgather_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
@@ -146,10 +159,10 @@ def _allgather_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
                if cr else None)
         if cs:
             comm.Send(buf[offsets[s]:offsets[s] + cs], dest=right, tag=_TAG_ALLGATHER)
-            counters.sent += cs * item
+            counters.add(sent=cs * item)
         if req is not None:
             req.Wait()
-            counters.received += cr * item
+            counters.add(received=cr * item)
 
 
 def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:

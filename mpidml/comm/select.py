@@ -25,7 +25,7 @@ from .rd import rd_allreduce
 from .ring import _check_buffer, _scale_mean, counters, ring_allreduce
 from .shm import ShmAllreduce
 
-__all__ = ["IMPLS", "allreduce", "choose", "native_allreduce", "release", "set_small_bytes", "shm_buffer",
+__all__ = ["IMPLS", "BCAST_IMPLS", "bcast", "allreduce", "choose", "native_allreduce", "release", "set_small_bytes", "shm_buffer",
            "small_bytes"]
 
 IMPLS = ("auto", "ring", "rd", "shm", "hier", "native")
@@ -116,8 +116,8 @@ def native_allreduce(comm, buf: np.ndarray, op: str = "sum", out: np.ndarray | N
     if op == "avg":
         _scale_mean(out, p)
     moved = 2 * (p - 1) * buf.nbytes // p
-    counters.sent += moved
-    counters.received += moved
+    counters.add(sent=moved)
+    counters.add(received=moved)
     return out
 
 
@@ -160,6 +160,32 @@ def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto",
     if impl == "ring":
         return ring_allreduce(comm, out, op)
     return rd_allreduce(comm, out, op)
+
+
+BCAST_IMPLS = ("native", "tree", "chain", "shm")
+
+
+def bcast(comm, buf: np.ndarray, root: int = 0, impl: str = "native") -> np.ndarray:
+    """Broadcast ``buf`` from ``root`` with one of ``BCAST_IMPLS`` (in place)."""
+    from .bcast import chain_bcast, shm_bcast, tree_bcast
+
+    if impl == "native":
+        comm.Bcast(buf, root=root)
+        if comm.Get_rank() == root:
+            counters.add(sent=(comm.Get_size() - 1) * buf.nbytes)
+        else:
+            counters.add(received=buf.nbytes)
+        return buf
+    if impl == "tree":
+        return tree_bcast(comm, buf, root)
+    if impl == "chain":
+        return chain_bcast(comm, buf, root)
+    if impl == "shm":
+        ctx = _context(comm)
+        if ctx.layout.num_nodes != 1:
+            raise ValueError("impl='shm' needs all ranks on one node")
+        return shm_bcast(ctx.engine(buf.dtype, max(buf.size, 1)), buf, root)
+    raise ValueError(f"bcast impl must be one of {BCAST_IMPLS}, got {impl!r}")
 
 
 def shm_buffer(comm, n: int, dtype) -> np.ndarray:

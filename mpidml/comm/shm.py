@@ -103,8 +103,8 @@ class ShmAllreduce:
         if op == "avg":
             _scale_mean(into[a:b], self.p)
         read = (self.p - 1) * (b - a) * self.dtype.itemsize
-        counters.received += read
-        counters.sent += read
+        counters.add(received=read)
+        counters.add(sent=read)
         self._fence()
         return counts, offsets
 
@@ -119,7 +119,7 @@ class ShmAllreduce:
             a, c = offsets[s], counts[s]
             out[a:a + c] = table[s, a:a + c]
             if s != self.rank:
-                counters.received += c * self.dtype.itemsize
+                counters.add(received=c * self.dtype.itemsize)
         self._fence()
 
     def allreduce(self, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
@@ -143,7 +143,7 @@ class ShmAllreduce:
                 self.buffer(n)[:] = buf
             counts, offsets = self.reduce_scatter(n, op)
             self.gather_into(out, counts, offsets, skip_own=in_window)
-        counters.sent += (self.p - 1) * counts[self.rank] * self.dtype.itemsize  # peers read mine
+        counters.add(sent=(self.p - 1) * counts[self.rank] * self.dtype.itemsize)  # peers read mine
         return out
 
     def _result_area(self) -> "ShmAllreduce":

@@ -58,5 +58,16 @@ for name in ("fp16", "topk", "qsgd"):
         ok = ok and np.count_nonzero(out) <= p * codec.k
     record(f"codec_{name}", ok)
 
+from mpidml.comm import select  # noqa: E402
+
+for impl in select.BCAST_IMPLS:
+    for root in sorted({0, p - 1}):
+        for length in (0, 1, 1000, 300_001):
+            data = np.random.default_rng([length, root]).standard_normal(length)
+            buf = data.copy() if rank == root else np.zeros(length)
+            select.bcast(comm, buf, root=root, impl=impl)
+            record(f"bcast_{impl}_{root}_{length}", np.array_equal(buf, data))
+select.release(comm)
+
 if rank == 0:
     sys.stdout.write(json.dumps({"size": p, "results": results}) + "\n")
