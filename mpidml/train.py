@@ -333,11 +333,20 @@ def train(cfg: TrainConfig, comm) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = TrainConfig(**{k: v for k, v in vars(args).items()})
-    from .runtime.errors import install_abort_hook
+    from .runtime.errors import EXIT_USAGE, MpidmlError, install_abort_hook
 
     install_abort_hook()
     from mpi4py import MPI
 
+    from .doctor import check_world
+
+    try:
+        check_world(MPI.COMM_WORLD)
+    except MpidmlError as exc:
+        # Each of srun --mpi=none's tasks is alone in its world: the first task speaks.
+        if os.environ.get("SLURM_PROCID", "0") == "0":
+            sys.stderr.write(f"mpidml: error: {exc}\n")
+        return EXIT_USAGE
     comm = MPI.COMM_WORLD.Dup()  # own communicator: our tags never meet the user's
     train(cfg, comm)
     comm.Free()

@@ -1,0 +1,136 @@
+"""The sbatch scripts on a real one-node Slurm (slurm/start-local-slurm.sh), not mocked.
+
+Slurm is started by the fixture (root + apt needed). Without it the tests skip with
+the reason — except under CI=true, where failing to start Slurm fails the tests.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mpirun import HERE, run
+from reference import logreg_optimum
+
+from mpidml.data.synth import make_binary_dense
+
+ROOT = os.path.dirname(HERE)
+SLURM = os.path.join(ROOT, "slurm")
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+         "BOOT_FAIL", "DEADLINE"}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    why = None
+    if os.geteuid() != 0:
+        why = "Slurm tests need root (the local cluster installs packages and starts daemons)"
+    else:
+        res = subprocess.run([os.path.join(SLURM, "start-local-slurm.sh")], capture_output=True,
+                             text=True, timeout=600)
+        if res.returncode != 0:
+            why = f"could not start the local Slurm cluster:\n{res.stdout}\n{res.stderr}"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+def job_env(extra=None):
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env.update({"MPIDML_PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+def submit(script_args, chdir, env=None):
+    res = subprocess.run(["sbatch", "--parsable", f"--chdir={chdir}", *script_args],
+                         capture_output=True, text=True, env=job_env(env), timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().split(";")[0]
+
+
+def wait(job, timeout=300):
+    """Poll until every task of ``job`` is final; returns the list of states."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+        states = re.findall(r"JobState=(\w+)", info)
+        if states and all(s in FINAL for s in states):
+            return states
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job])
+            pytest.fail(f"job {job} not finished after {timeout} s: {states}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("slurmdata")
+    train, test = str(d / "train.h5"), str(d / "test.h5")
+    make_binary_dense(train, 8000, 10, seed=11, stream=0)
+    make_binary_dense(test, 2000, 10, seed=11, stream=1)
+    import h5py
+
+    with h5py.File(train) as f:
+        _, f_star = logreg_optimum(f["X"][:], f["y"][:], 1e-4)
+    return {"train": train, "test": test, "f_star": f_star}
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_train_sbatch_4_tasks(slurm, data, tmp_path, launcher):
+    job = submit([os.path.join(SLURM, "train.sbatch"), "--data", data["train"], "--test", data["test"],
+                  "--epochs", "5", "--batch-size", "256", "--metrics", "m.jsonl", "-q"],
+                 tmp_path, env={"MPIDML_LAUNCHER": launcher})
+    states = wait(job)
+    out = (tmp_path / f"mpidml-train-{job}.out").read_text()   # where the README says
+    assert states == ["COMPLETED"], out
+    assert f"launcher {launcher}" in out and "4 rank(s)" in out and "replicas identical: yes" in out
+    summary = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()][-1]
+    assert summary["world_size"] == 4
+    f0, f = summary["objective_initial"], summary["objective"]
+    assert f - data["f_star"] <= 0.01 * (f0 - data["f_star"]), (f, data["f_star"])
+
+
+def test_sweep_array_and_gather(slurm, data, tmp_path):
+    job = submit(["--array=0-1", os.path.join(SLURM, "sweep.sbatch"), "--lr", "0.05,1.0",
+                  "--data", data["train"], "--epochs", "2", "-q"], tmp_path)
+    states = wait(job)
+    outs = sorted(p.name for p in tmp_path.glob("mpidml-sweep-*.out"))
+    assert states == ["COMPLETED", "COMPLETED"], [(tmp_path / o).read_text() for o in outs]
+    assert len(outs) == 2
+    res = run([sys.executable, "-m", "mpidml.sweep", str(tmp_path / f"sweep-{job}")], timeout=120)
+    assert res.returncode == 0, res.output
+    rows = [l for l in res.stdout.splitlines() if l.startswith("| ") and "task" not in l]
+    assert len(rows) == 2 and "lr" in res.stdout.splitlines()[0]
+    summary = json.loads((tmp_path / f"sweep-{job}" / "summary.json").read_text())
+    assert summary["swept"] == ["lr"] and [r["lr"] for r in summary["rows"]] == [0.05, 1.0]
+    assert all(r["status"] == "done" and r["world_size"] == 2 for r in summary["rows"])
+
+
+def test_srun_mpi_none_is_refused(slurm, data, tmp_path):
+    script = tmp_path / "none.sbatch"
+    script.write_text("#!/bin/bash\n#SBATCH --ntasks=3\n#SBATCH --output=none-%j.out\n"
+                      f"srun --mpi=none {sys.executable} -m mpidml.train --data {data['train']} --epochs 1\n")
+    job = submit([str(script)], tmp_path)
+    states = wait(job)
+    out = (tmp_path / f"none-{job}.out").read_text()
+    assert states == ["FAILED"], out
+    assert "MPI world size is 1 but SLURM_STEP_NUM_TASKS says 3" in out
+    assert "epoch" not in out   # refused before training anything
+
+
+def test_doctor_under_srun(slurm, data, tmp_path):
+    script = tmp_path / "doc.sbatch"
+    script.write_text("#!/bin/bash\n#SBATCH --ntasks=2\n#SBATCH --output=doc-%j.out\n"
+                      f"srun --mpi=pmi2 {sys.executable} -m mpidml.doctor --data {data['train']}\n")
+    job = submit([str(script)], tmp_path)
+    assert wait(job) == ["COMPLETED"]
+    out = (tmp_path / f"doc-{job}.out").read_text()
+    assert "world size      2 (expected 2 from PMI_SIZE)" in out and "srun --mpi=pmi2" in out
+    assert "readable on every rank" in out and "status          OK" in out
