@@ -1,0 +1,34 @@
+"""Stop requests from signals (SIGTERM, SIGUSR1: what Slurm sends before a time limit or
+preemption with ``--signal``), agreed on by all ranks.
+
+The handler only sets a flag. The training loop adds the flag to the step's fused
+allreduce buffer, so every rank learns at the same step that some rank was asked to
+stop, checkpoints, and exits with ``EXIT_STOPPED`` — no extra collective, no rank
+stopping alone.
+"""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = ["StopRequest", "EXIT_STOPPED"]
+
+EXIT_STOPPED = 3   # stopped by a signal after writing a checkpoint; resume with --resume
+
+
+class StopRequest:
+    """Install handlers for ``signals``; ``requested`` becomes the signal number."""
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR1)):
+        self.requested = 0
+        self._previous = {}
+        for sig in signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

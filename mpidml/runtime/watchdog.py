@@ -1,0 +1,56 @@
+"""Stall watchdog: a rank that makes no progress for ``limit`` seconds reports where it
+is and aborts the job (instead of every rank waiting forever).
+
+The training loop calls ``beat(phase, step)`` when it enters a phase ("compute",
+"allreduce", "checkpoint", …). A daemon thread checks once a second; on a stall it
+writes ``rank R: no progress for T s in <phase> at step S`` and calls
+``MPI.COMM_WORLD.Abort``. Every stuck rank reports, so the ranks waiting in
+"allreduce" name the ones that never arrived (those report "compute" or nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+__all__ = ["Watchdog"]
+
+
+class Watchdog:
+    def __init__(self, limit: float, rank: int, size: int, on_stall=None):
+        self.limit = float(limit)
+        self.rank, self.size = rank, size
+        self.phase, self.step = "start-up", -1
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._on_stall = on_stall or self._abort
+        self._thread = None
+        if self.limit > 0:
+            self._thread = threading.Thread(target=self._watch, name="mpidml-watchdog", daemon=True)
+            self._thread.start()
+
+    def beat(self, phase: str, step: int) -> None:
+        self.phase, self.step = phase, step
+        self._last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.limit / 4)):
+            idle = time.monotonic() - self._last
+            if idle > self.limit:
+                self._on_stall(f"mpidml: rank {self.rank} of {self.size}: no progress for {idle:.0f} s "
+                               f"in {self.phase} at step {self.step} (stall limit {self.limit:g} s); "
+                               f"aborting the job\n")
+                return
+
+    def _abort(self, message: str) -> None:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        from mpi4py import MPI
+        if MPI.COMM_WORLD.Get_size() > 1:
+            MPI.COMM_WORLD.Abort(1)
+        os._exit(1)
+
+    def stop(self) -> None:
+        self._stop.set()
