@@ -178,3 +178,34 @@ def test_example_spmd_program(tmp_path):
     assert "replicas identical: True" in res.stdout
     losses = [float(l.split()[-1]) for l in res.stdout.splitlines() if l.startswith("epoch")]
     assert len(losses) == 3 and losses[-1] < 0.6
+
+
+def test_kill_9_of_one_rank_ends_the_job(dataset, tmp_path):
+    """kill -9 of one rank mid-run: the launcher ends the whole job, nonzero, in < 30 s."""
+    import signal
+    import time
+
+    from mpirun import mpiexec_path, test_env
+
+    marker = str(tmp_path / "kill9-marker")   # unique argument to find this job's ranks
+    cmd = [mpiexec_path(), "-n", "3", sys.executable, "-m", "mpidml.train", "--data", dataset["train"],
+           "--epochs", "100000", "--cache-dir", marker, "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=test_env(), start_new_session=True)
+    try:
+        ranks = []
+        deadline = time.monotonic() + 60
+        while len(ranks) < 3 and time.monotonic() < deadline:
+            out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True)
+            ranks = [int(p) for p in out.stdout.split() if int(p) != proc.pid]
+            time.sleep(0.2)
+        assert len(ranks) >= 3, "ranks did not start"
+        time.sleep(3)                      # mid-training
+        os.kill(ranks[-1], signal.SIGKILL)
+        t0 = time.monotonic()
+        proc.communicate(timeout=30)
+        assert proc.returncode != 0 and time.monotonic() - t0 < 30
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
