@@ -93,13 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
             "float32, generated once into the cache directory)."),
         epilog=(
             "Data layout: an HDF5 file with dataset /X (n, d) float32/float64 and /y (n,) "
-            "labels 0/1. Exit status: 0 success; 1 a rank failed (all ranks aborted, message "
+            "labels 0/1 (-1/+1 mapped), or a directory/glob of such shard files; see "
+            "`python -m mpidml.data --help`. Exit status: 0 success; 1 a rank failed (all ranks aborted, message "
             "names the rank); 2 bad arguments or input (reported once by rank 0)."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="FILE.h5", default=d.data,
-                   help="training set (HDF5, /X and /y); default: the embedded synthetic set")
+                   help="training set (HDF5 file with /X and /y, a directory of shard files, or a "
+                        "quoted glob); default: the embedded synthetic set")
     g.add_argument("--test", metavar="FILE.h5", default=d.test,
                    help="test set for accuracy, same schema; default: the embedded set's test file "
                         "when --data is not given, otherwise none")
@@ -185,11 +187,11 @@ def train(cfg: TrainConfig, comm) -> dict:
     returns the same summary dict (final objective, test accuracy, parameters …)."""
     from .comm.ring import counters, ring_allreduce
     from .data.cache import ensure_default_dataset
-    from .data.loader import load_shard, read_header
+    from .data.loader import load_shard_collective
     from .data.partition import shard_rows
     from .models import LogReg
     from .optim import SGD, lr_at
-    from .runtime.errors import fail_together
+    from .runtime.errors import MpidmlError, fail_together
     from .runtime.faults import parse_fault
 
     t_start = time.perf_counter()
@@ -204,19 +206,18 @@ def train(cfg: TrainConfig, comm) -> dict:
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=_Log(rank, False, None).always)
     log = fail_together(comm, "opening the metrics file", _Log, rank, cfg.quiet, cfg.metrics)
 
-    def load():
-        n, d, dtype = read_header(cfg.data)
-        shard = load_shard(cfg.data, size, rank)
-        test = None
-        if cfg.test:
-            nt, dt, _ = read_header(cfg.test)
-            if dt != d:
-                raise ValueError(f"{cfg.test}: /X has {dt} features but {cfg.data} has {d}")
-            test = load_shard(cfg.test, size, rank)
-        return shard, test
+    def check_loaded(shard, test):
+        for s in (shard, test):
+            if s is not None and s.sparse:
+                raise MpidmlError(f"{s.path}: /X is sparse (CSR); the logreg model needs dense /X")
+        if test is not None and test.d != shard.d:
+            raise MpidmlError(f"{cfg.test}: /X has {test.d} features but {cfg.data} has {shard.d}")
 
     t0 = time.perf_counter()
-    shard, test = fail_together(comm, "loading the data", load)
+    shard = load_shard_collective(comm, cfg.data, "binary", log=log.always)
+    test = load_shard_collective(comm, cfg.test, "binary", log=log.always,
+                                 what="loading the test data") if cfg.test else None
+    fail_together(comm, "loading the data", check_loaded, shard, test)
     t_load = time.perf_counter() - t0
     n, d, dtype = shard.n_total, shard.d, shard.X.dtype
     model = LogReg(d, dtype=dtype, l2=cfg.l2)
