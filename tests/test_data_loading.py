@@ -109,6 +109,13 @@ def test_class_labels(tmp_path):
 
 # --- bad inputs: (name, how to make the file, expected text). Shared with the MPI test. ---
 
+BAD_CASE_NAMES = [
+    "missing_file", "missing_dataset", "missing_csr_dataset", "xy_length_mismatch",
+    "shard_dtype_mismatch", "shard_width_mismatch", "shard_dense_vs_csr", "bad_dtype", "nan_in_x",
+    "inf_in_csr", "csr_column_out_of_range", "binary_label_out_of_range",
+    "binary_labels_mix_0_and_minus1", "class_label_negative", "zero_rows", "truncated_file", "not_hdf5"]
+
+
 def nonempty_row(csr, at_least):
     return next(r for r in range(at_least, csr.n) if csr.indptr[r + 1] > csr.indptr[r])
 
@@ -201,6 +208,7 @@ def bad_inputs(tmp):
 
 def test_bad_inputs_raise_clear_errors(tmp_path):
     cases = bad_inputs(str(tmp_path))
+    assert [c[0] for c in cases] == BAD_CASE_NAMES
     for case, spec, labels, text in cases:
         with pytest.raises(MpidmlError) as info:
             for r in range(2):
@@ -210,7 +218,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
             assert "truncated or corrupt" in str(info.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; tested under mpiexec as nobody")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; see test_data_bad_input_mpi (capabilities dropped)")
 def test_unreadable_file(tmp_path):
     p = str(tmp_path / "secret.h5")
     write_dense(p, np.ones((3, 2), np.float32), np.zeros(3, np.float32))
