@@ -80,6 +80,14 @@ def read_header(path) -> tuple[int, int, np.dtype]:
     return ds.n, ds.d, ds.dtype
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """True if no NaN/inf in ``a``, without a per-element temporary (a float64 sum
+    propagates NaN/inf; only if the sum itself is not finite is every element checked)."""
+    if a.size == 0 or np.isfinite(np.add.reduce(a, axis=None, dtype=np.float64)):
+        return True
+    return bool(np.isfinite(a).all())
+
+
 def _corrupt(path: str, name: str, a: int, b: int, exc: Exception) -> MpidmlError:
     return MpidmlError(f"{path}: reading /{name} rows {a}..{b - 1} failed, truncated or corrupt "
                        f"file ({exc})")
@@ -152,8 +160,8 @@ class RowReader:
                 f[name].read_direct(out, np.s_[a:b])
             except (OSError, KeyError) as exc:
                 raise _corrupt(path, name, a, b, exc) from None
-        bad = ~np.isfinite(X_out).all(axis=1)
-        if bad.any():
+        if not _all_finite(X_out):
+            bad = ~np.isfinite(X_out).all(axis=1)
             self._bad_row(i, a + int(np.argmax(bad)), "/X has NaN or inf in")
 
     def _read_csr(self, i, a, b):
@@ -176,13 +184,12 @@ class RowReader:
         except (OSError, KeyError) as exc:
             raise _corrupt(path, "X/data, /X/indices or /y", a, b, exc) from None
         local_ptr = indptr - lo
-        bad = ~np.isfinite(data)
-        if bad.any():
-            k = int(np.argmax(bad))
+        if not _all_finite(data):
+            k = int(np.argmax(~np.isfinite(data)))
             self._bad_row(i, a + int(np.searchsorted(local_ptr, k, side="right")) - 1,
                           "/X/data has NaN or inf in")
-        bad = (indices < 0) | (indices >= schema.d)
-        if bad.any():
+        if indices.size and (indices.min() < 0 or indices.max() >= schema.d):
+            bad = (indices < 0) | (indices >= schema.d)
             k = int(np.argmax(bad))
             self._bad_row(i, a + int(np.searchsorted(local_ptr, k, side="right")) - 1,
                           f"/X/indices has column {int(indices[k])} outside [0, {schema.d}) in")
