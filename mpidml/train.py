@@ -311,6 +311,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                 model.add_regularizer_grad(params, grad)
                 opt.step(grad, lr_at(step, total_steps, cfg.lr, cfg.lr_schedule))
             step += 1
+        pieces = None  # out-of-core: do not pin the last chunk during evaluation
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
         objective, gnorm, acc = evaluate()

@@ -98,7 +98,10 @@ class StreamedRows:
                 while k not in held:
                     c = next(chunks)
                     held[c.index] = (c, chunk_permutation(c.n, seed, epoch, rank, c.index))
-            yield [(held[k][0].X, held[k][0].y, held[k][1][lo:hi]) for k, lo, hi in pieces]
+                    del c
+            out = [(held[k][0].X, held[k][0].y, held[k][1][lo:hi]) for k, lo, hi in pieces]
+            yield out
+            out.clear()  # the caller's reference to this step's list no longer pins chunks
             last = pieces[-1][0] if pieces else -1
             for k in [k for k in held if k < last or (k == last and b == starts[k + 1])]:
                 del held[k]
@@ -107,7 +110,9 @@ class StreamedRows:
 
     def full(self):
         for c in self.stream:
-            yield c.X, c.y, np.arange(c.n, dtype=np.int64)
+            piece = (c.X, c.y, np.arange(c.n, dtype=np.int64))
+            del c
+            yield piece
 
 
 def loss_grad_pieces(model, pieces, params, grad, scratch) -> float:

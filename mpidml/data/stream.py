@@ -5,12 +5,13 @@ the caller computes on chunk k, a background thread reads chunk k+1 (``prefetch`
 which pays off because the numba kernels release the GIL (``nogil=True``) and h5py
 reads run in the other thread. Chunks never cross file boundaries.
 
-Memory model, for a budget B (``--memory-budget``, at least 256 MB on the CLI):
-two chunk buffers (the one being used and the one being read) of at most
-``chunk_bytes = 0.4·B`` each (``0.8·B`` without prefetch: one buffer), plus h5py's
-chunk cache (``CHUNK_CACHE_BYTES`` per open dataset), plus validation temporaries that
-are kept small (reductions, no per-element masks unless a problem is found). So the
-peak RSS of a rank stays below its baseline (interpreter + libraries) + 1.2·B; the
+Memory model, for a budget B (``--memory-budget``, at least 256 MB on the CLI): a
+training step whose rows straddle a chunk boundary needs chunks k and k+1 while chunk
+k+2 is being prefetched, so up to three chunk buffers are alive: each chunk holds at
+most ``chunk_bytes = 0.3·B`` (``0.45·B`` without prefetch: two buffers). Add h5py's
+chunk cache (``CHUNK_CACHE_BYTES`` per open dataset) and validation temporaries kept
+small (float64 reductions, no per-element masks unless a problem is found): the peak
+RSS of a rank stays below its baseline (interpreter + libraries) + 1.2·B. The
 benchmark ``bench/stream_rss.py`` measures it.
 
 Each chunk is validated as it is read (finite features, CSR structure). Labels are
@@ -35,6 +36,7 @@ __all__ = ["MIN_MEMORY_BUDGET", "CHUNK_CACHE_BYTES", "Chunk", "ChunkStream", "ch
            "open_stream_collective", "parse_memory_budget"]
 
 MIN_MEMORY_BUDGET = 256 << 20
+DEFAULT_PREFETCH = True  # read the next chunk in a background thread (bench/stream_rss.py compares)
 CHUNK_CACHE_BYTES = 1 << 20
 
 
@@ -53,7 +55,7 @@ def parse_memory_budget(text: str) -> int:
 
 def chunk_bytes_for(budget: int, prefetch: bool) -> int:
     """Bytes of one chunk buffer under ``budget`` (see the module docstring)."""
-    return int(budget * (0.4 if prefetch else 0.8))
+    return int(budget * (0.3 if prefetch else 0.45))
 
 
 @dataclass
@@ -173,7 +175,7 @@ def _scan_own_labels(ds: DataSet, start: int, stop: int, labels: str, block: int
     return out
 
 
-def open_stream_collective(comm, spec, budget: int, labels: str = "binary", prefetch: bool = True,
+def open_stream_collective(comm, spec, budget: int, labels: str = "binary", prefetch: bool | None = None,
                            validate: bool = True, log=None, what: str = "opening the data stream"):
     """Collective over ``comm``: open this rank's contiguous rows of ``spec`` as a
     ``ChunkStream`` under ``budget`` bytes. The ranks agree on the label plan (a pass over
@@ -181,6 +183,7 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
     fail all ranks together here rather than one rank in the middle of training.
     """
     size, rank = comm.Get_size(), comm.Get_rank()
+    prefetch = DEFAULT_PREFETCH if prefetch is None else prefetch
 
     def local():
         ds = open_dataset(spec)
