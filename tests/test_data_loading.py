@@ -11,7 +11,7 @@ from datasets import make_set, random_csr
 
 from mpidml.data.layout import CSRMatrix, csr_concat, csr_take_rows, open_dataset, resolve_sources
 from mpidml.data.loader import RowReader, load_shard
-from mpidml.data.partition import sampled_rows, shuffled_rows
+from mpidml.data.partition import feature_columns, sampled_rows, shuffled_rows
 from mpidml.data.writer import write_csr, write_dense
 from mpidml.runtime.errors import MpidmlError
 
@@ -225,3 +225,17 @@ def test_unreadable_file(tmp_path):
     os.chmod(p, 0)
     with pytest.raises(MpidmlError, match="permission denied"):
         load_shard(p, 1, 0)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_feature_blocks_partition_the_columns(tmp_path, sparse):
+    from mpidml.data.loader import load_feature_block
+
+    spec, X, y = make_set(tmp_path, "f", [9, 4], d=7, sparse=sparse)
+    for p in (1, 2, 3, 4, 9):
+        blocks = [load_feature_block(spec, p, r) for r in range(p)]
+        assert [b.columns for b in blocks] == [feature_columns(7, p, r) for r in range(p)]
+        np.testing.assert_array_equal(np.hstack([dense_of(b.X) for b in blocks]), X)
+        for b in blocks:
+            np.testing.assert_array_equal(b.y, y)
+            assert b.n == 13 and b.d == b.columns[1] - b.columns[0]

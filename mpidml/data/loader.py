@@ -32,7 +32,7 @@ from .layout import (LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows,
                      open_h5)
 from .partition import file_spans, shard_rows
 
-__all__ = ["Shard", "load_shard", "load_shard_collective", "read_header", "RowReader",
+__all__ = ["Shard", "load_shard", "load_shard_collective", "load_feature_block", "read_header", "RowReader",
            "LabelPlan", "label_summary", "decide_labels", "READ_BLOCK_BYTES"]
 
 # Row-set reads (shuffled / sampled rows) go through blocks of about this many bytes.
@@ -58,6 +58,7 @@ class Shard:
     rows: np.ndarray | None = None
     n_classes: int | None = None        # labels="classes": K, agreed over the whole data set
     labels_mapped: bool = False         # labels="binary": stored as -1/+1, mapped to 0/1
+    columns: tuple[int, int] | None = None  # load_feature_block: the feature block held
     dataset: DataSet | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +81,15 @@ def read_header(path) -> tuple[int, int, np.dtype]:
     return ds.n, ds.d, ds.dtype
 
 
+def _csr_columns(X: CSRMatrix, c0: int, c1: int) -> CSRMatrix:
+    """The columns ``[c0, c1)`` of ``X``, renumbered from 0."""
+    keep = (X.indices >= c0) & (X.indices < c1)
+    kept_before = np.zeros(len(keep) + 1, np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    indptr = kept_before[X.indptr]
+    return CSRMatrix(X.data[keep], (X.indices[keep] - c0).astype(X.indices.dtype), indptr, (X.n, c1 - c0))
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """True if no NaN/inf in ``a``, without a per-element temporary (a float64 sum
     propagates NaN/inf; only if the sum itself is not finite is every element checked)."""
@@ -98,12 +108,20 @@ class RowReader:
 
     Values are validated as they are read (finite features; for CSR a non-decreasing
     ``indptr`` and column indices in ``[0, d)``); labels are returned as stored.
-    ``chunk_cache_bytes`` sets h5py's raw-data chunk cache per dataset.
+    ``chunk_cache_bytes`` sets h5py's raw-data chunk cache per dataset. ``columns``
+    ``(c0, c1)``: keep only that feature block (model parallelism), renumbered from 0;
+    dense reads then touch only those columns.
     """
 
-    def __init__(self, ds: DataSet, chunk_cache_bytes: int | None = None):
+    def __init__(self, ds: DataSet, chunk_cache_bytes: int | None = None,
+                 columns: tuple[int, int] | None = None):
         self.ds = ds
         self.offsets = ds.offsets
+        c0, c1 = columns if columns is not None else (0, ds.d)
+        if not 0 <= c0 <= c1 <= ds.d:
+            raise ValueError(f"columns {columns} outside [0, {ds.d}]")
+        self.columns = (c0, c1)
+        self.width = c1 - c0
         self._cache = chunk_cache_bytes
         self._files: dict[int, h5py.File] = {}
 
@@ -142,10 +160,10 @@ class RowReader:
                 ys.append(y)
             if not parts:
                 return (CSRMatrix(np.zeros(0, self.ds.dtype), np.zeros(0, self.ds.files[0].index_dtype),
-                                  np.zeros(1, np.int64), (0, self.ds.d)),
+                                  np.zeros(1, np.int64), (0, self.width)),
                         np.zeros(0, self.ds.y_dtype))
             return csr_concat(parts), (ys[0] if len(ys) == 1 else np.concatenate(ys))
-        X = np.empty((stop - start, self.ds.d), dtype=self.ds.dtype)
+        X = np.empty((stop - start, self.width), dtype=self.ds.dtype)
         y = np.empty(stop - start, dtype=self.ds.y_dtype)
         o = 0
         for i, a, b in spans:
@@ -155,9 +173,10 @@ class RowReader:
 
     def _read_dense(self, i, a, b, X_out, y_out) -> None:
         f, path = self._file(i), self.ds.files[i].path
-        for name, out in (("X", X_out), ("y", y_out)):
+        c0, c1 = self.columns
+        for name, out, sel in (("X", X_out, np.s_[a:b, c0:c1]), ("y", y_out, np.s_[a:b])):
             try:
-                f[name].read_direct(out, np.s_[a:b])
+                f[name].read_direct(out, sel)
             except (OSError, KeyError) as exc:
                 raise _corrupt(path, name, a, b, exc) from None
         if not _all_finite(X_out):
@@ -193,7 +212,8 @@ class RowReader:
             k = int(np.argmax(bad))
             self._bad_row(i, a + int(np.searchsorted(local_ptr, k, side="right")) - 1,
                           f"/X/indices has column {int(indices[k])} outside [0, {schema.d}) in")
-        return CSRMatrix(data, indices, local_ptr, (b - a, schema.d)), y
+        X = CSRMatrix(data, indices, local_ptr, (b - a, schema.d))
+        return (X if self.width == schema.d else _csr_columns(X, *self.columns)), y
 
     def _bad_row(self, i: int, local_row: int, what: str):
         extra = f" (global row {self.offsets[i] + local_row})" if len(self.ds.files) > 1 else ""
@@ -324,9 +344,10 @@ def _apply(plan: LabelPlan, shard: Shard) -> Shard:
     return shard
 
 
-def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows) -> tuple[Shard, dict]:
+def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows,
+                columns=None) -> tuple[Shard, dict]:
     """This rank's rows, values validated, labels checked for the mode; and its label summary."""
-    with RowReader(ds) as reader:
+    with RowReader(ds, columns=columns) as reader:
         if rows is None:
             start, stop = shard_rows(ds.n, size, rank)
             X, y = reader.read(start, stop)
@@ -416,3 +437,20 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
             log(f"warning: {size} ranks but {shard.dataset.spec} has only {shard.n_total} rows: "
                 f"{size - shard.n_total} rank(s) hold no rows and contribute weight 0")
     return shard
+
+
+def load_feature_block(path, size: int, rank: int, labels: str = "binary") -> Shard:
+    """Model parallelism: every row of the data set, but only the feature columns
+    ``feature_columns(d, size, rank)`` (renumbered from 0; ``Shard.columns`` says which).
+    Dense reads touch only those columns; CSR reads every nonzero and keeps the block's.
+    No MPI; labels as in ``load_shard``."""
+    from .partition import feature_columns
+
+    _check_mode(labels)
+    ds = open_dataset(path)
+    columns = feature_columns(ds.d, size, rank)
+    shard, summary = _read_local(ds, 1, 0, labels, None, columns)
+    with RowReader(ds) as reader:
+        plan = decide_labels(labels, [summary], reader.where)
+    shard.columns = columns
+    return _apply(plan, shard)

@@ -8,6 +8,8 @@ an error (``atomic_path``: temporary file + fsync + rename); on an error nothing
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 
@@ -47,6 +49,10 @@ class DataSetWriter:
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
         try:
+            # mkstemp creates 0600; a data set gets the usual mode (0666 minus the umask)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             self._f = h5py.File(tmp, "w")
             f, c = self._f, self.compression
             self._y = f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=self.y_dtype,
