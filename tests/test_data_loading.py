@@ -112,7 +112,8 @@ def test_class_labels(tmp_path):
 BAD_CASE_NAMES = [
     "missing_file", "missing_dataset", "missing_csr_dataset", "xy_length_mismatch",
     "shard_dtype_mismatch", "shard_width_mismatch", "shard_dense_vs_csr", "bad_dtype", "nan_in_x",
-    "inf_in_csr", "csr_column_out_of_range", "binary_label_out_of_range",
+    "inf_in_csr", "csr_column_out_of_range", "csr_indptr_decreasing", "csr_no_shape",
+    "binary_label_out_of_range",
     "binary_labels_mix_0_and_minus1", "class_label_negative", "zero_rows", "truncated_file", "not_hdf5"]
 
 
@@ -182,6 +183,18 @@ def bad_inputs(tmp):
     csr.indices[csr.indptr[row]] = 7
     write_csr(p, csr, y01)
     add("csr_column_out_of_range", p, f"col.h5: /X/indices has column 7 outside [0, 3) in row {row}")
+    p = os.path.join(tmp, "ptr.h5")
+    csr, _ = random_csr(10, 3, np.random.default_rng(4), density=0.9)
+    csr.indptr[5] = csr.indptr[6] + 1  # row 5 would have a negative length
+    csr.indptr[6] = csr.indptr[5] - 1
+    write_csr(p, csr, y01)
+    add("csr_indptr_decreasing", p, "ptr.h5: /X/indptr decreases at row 5")
+    p = os.path.join(tmp, "noshape.h5")
+    csr, _ = random_csr(10, 3, np.random.default_rng(5))
+    write_csr(p, csr, y01)
+    with h5py.File(p, "r+") as f:
+        del f["X"].attrs["shape"]
+    add("csr_no_shape", p, "noshape.h5: CSR group /X has no 'shape' attribute")
     p = os.path.join(tmp, "labels2.h5")
     write_dense(p, ok, np.array([0, 1, 1, 0, 2, 0, 1, 0, 1, 1], np.float32))
     add("binary_label_out_of_range", p, "labels2.h5: /y[4] = 2.0; binary labels must be 0/1")
