@@ -45,6 +45,8 @@ class TrainConfig:
     metrics: str | None = None
     inject_fault: str | None = None
     quiet: bool = False
+    memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
+    stream_in_memory: bool = False           # testing aid: the streamed row order, data in memory
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (same verdict on every rank)."""
@@ -60,6 +62,11 @@ class TrainConfig:
             raise ValueError(f"--l2 must be >= 0, got {self.l2}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if isinstance(self.memory_budget, str):
+            from .data.stream import parse_memory_budget
+            self.memory_budget = parse_memory_budget(self.memory_budget)
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise ValueError(f"--memory-budget must be positive, got {self.memory_budget}")
         if self.test and not self.data:
             raise ValueError("--test needs --data (the default data set brings its own test file)")
 
@@ -93,19 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
             "float32, generated once into the cache directory)."),
         epilog=(
             "Data layout: an HDF5 file with dataset /X (n, d) float32/float64 and /y (n,) "
-            "labels 0/1. Exit status: 0 success; 1 a rank failed (all ranks aborted, message "
+            "labels 0/1 (-1/+1 mapped), or a directory/glob of such shard files; see "
+            "`python -m mpidml.data --help`. Exit status: 0 success; 1 a rank failed (all ranks aborted, message "
             "names the rank); 2 bad arguments or input (reported once by rank 0)."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="FILE.h5", default=d.data,
-                   help="training set (HDF5, /X and /y); default: the embedded synthetic set")
+                   help="training set (HDF5 file with /X and /y, a directory of shard files, or a "
+                        "quoted glob); default: the embedded synthetic set")
     g.add_argument("--test", metavar="FILE.h5", default=d.test,
                    help="test set for accuracy, same schema; default: the embedded set's test file "
                         "when --data is not given, otherwise none")
     g.add_argument("--cache-dir", metavar="DIR", default=d.cache_dir,
                    help="where the embedded data set is generated and cached "
                         "(default: $MPIDML_CACHE_DIR or ~/.cache/mpidml)")
+    g.add_argument("--memory-budget", metavar="SIZE", default=d.memory_budget,
+                   help="out-of-core mode: stream each rank's rows from disk in chunks so that "
+                        "the data held in memory stays within SIZE per rank (e.g. 512M, 2G; at "
+                        "least 256M); rows are shuffled within chunks; default: load the shard")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     g.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -185,11 +198,12 @@ def train(cfg: TrainConfig, comm) -> dict:
     returns the same summary dict (final objective, test accuracy, parameters …)."""
     from .comm.ring import counters, ring_allreduce
     from .data.cache import ensure_default_dataset
-    from .data.loader import load_shard, read_header
-    from .data.partition import shard_rows
+    from .data.batches import InMemoryRows, StreamedRows, loss_grad_pieces
+    from .data.loader import load_shard_collective
+    from .data.stream import open_stream_collective
     from .models import LogReg
     from .optim import SGD, lr_at
-    from .runtime.errors import fail_together
+    from .runtime.errors import MpidmlError, fail_together
     from .runtime.faults import parse_fault
 
     t_start = time.perf_counter()
@@ -204,21 +218,33 @@ def train(cfg: TrainConfig, comm) -> dict:
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=_Log(rank, False, None).always)
     log = fail_together(comm, "opening the metrics file", _Log, rank, cfg.quiet, cfg.metrics)
 
-    def load():
-        n, d, dtype = read_header(cfg.data)
-        shard = load_shard(cfg.data, size, rank)
-        test = None
-        if cfg.test:
-            nt, dt, _ = read_header(cfg.test)
-            if dt != d:
-                raise ValueError(f"{cfg.test}: /X has {dt} features but {cfg.data} has {d}")
-            test = load_shard(cfg.test, size, rank)
-        return shard, test
+    def check_loaded(shard, test):
+        for s in (shard, test):
+            if s is not None and s.sparse:
+                raise MpidmlError(f"{s.path}: /X is sparse (CSR); the logreg model needs dense /X")
+        if test is not None and test.d != shard.d:
+            raise MpidmlError(f"{cfg.test}: /X has {test.d} features but {cfg.data} has {shard.d}")
 
     t0 = time.perf_counter()
-    shard, test = fail_together(comm, "loading the data", load)
+    stream = None
+    if cfg.memory_budget and not cfg.stream_in_memory:
+        stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, "binary", log=log.always)
+        shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
+    else:
+        shard = load_shard_collective(comm, cfg.data, "binary", log=log.always)
+    test = load_shard_collective(comm, cfg.test, "binary", log=log.always,
+                                 what="loading the test data") if cfg.test else None
+    fail_together(comm, "loading the data", check_loaded, shard, test)
     t_load = time.perf_counter() - t0
     n, d, dtype = shard.n_total, shard.d, shard.X.dtype
+    if stream is not None:
+        source = StreamedRows(stream)
+    elif cfg.memory_budget:
+        from .data.stream import ChunkStream
+        with ChunkStream(shard.dataset, shard.start, shard.stop, cfg.memory_budget) as plan:
+            source = InMemoryRows(shard.X, shard.y, [b - a for a, b in plan.ranges])
+    else:
+        source = InMemoryRows(shard.X, shard.y)
     model = LogReg(d, dtype=dtype, l2=cfg.l2)
     t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always)
 
@@ -229,7 +255,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     npar = model.nparams
     buf = np.zeros(npar + 2, dtype=dtype)          # [grad sums | loss sum | count]
     evalbuf = np.zeros(npar + 4, dtype=np.float64)  # [grad | loss | count | correct | test count]
-    all_rows = np.arange(shard.n, dtype=np.int64)
+    scratch = np.zeros(npar, dtype=dtype)
     test_rows = np.arange(test.n if test else 0, dtype=np.int64)
     evalgrad = np.zeros(npar, dtype=dtype)
 
@@ -250,9 +276,10 @@ def train(cfg: TrainConfig, comm) -> dict:
     def evaluate():
         """Exact full-data objective and gradient norm; test accuracy (one allreduce)."""
         evalbuf[:] = 0
-        evalbuf[npar] = model.loss_grad_sum(shard.X, shard.y, all_rows, params, evalgrad)
-        evalbuf[:npar] = evalgrad
-        evalbuf[npar + 1] = shard.n
+        for X, y, rows in source.full():
+            evalbuf[npar] += model.loss_grad_sum(X, y, rows, params, evalgrad)
+            evalbuf[:npar] += evalgrad
+        evalbuf[npar + 1] = source.n
         if test is not None:
             evalbuf[npar + 2] = model.correct(test.X, test.y, test_rows, params)
             evalbuf[npar + 3] = test.n
@@ -270,15 +297,12 @@ def train(cfg: TrainConfig, comm) -> dict:
     step = 0
     history = []
     for epoch in range(1, cfg.epochs + 1):
-        rng = np.random.default_rng([cfg.seed, epoch, rank])
-        perm = rng.permutation(shard.n).astype(np.int64, copy=False)
         t_epoch = time.perf_counter()
-        for s in range(steps_per_epoch):
+        for pieces in source.epoch(steps_per_epoch, cfg.seed, epoch, rank):
             if fault is not None:
                 fault.check(rank, step)
-            a, b = shard_rows(shard.n, steps_per_epoch, s)
-            buf[npar] = model.loss_grad_sum(shard.X, shard.y, perm[a:b], params, buf[:npar])
-            buf[npar + 1] = b - a
+            buf[npar] = loss_grad_pieces(model, pieces, params, buf[:npar], scratch)
+            buf[npar + 1] = sum(len(rows) for _, _, rows in pieces)
             ring_allreduce(comm, buf)
             count = buf[npar + 1]
             if count > 0:  # same value on every rank: all skip or none
@@ -287,6 +311,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                 model.add_regularizer_grad(params, grad)
                 opt.step(grad, lr_at(step, total_steps, cfg.lr, cfg.lr_schedule))
             step += 1
+        pieces = None  # out-of-core: do not pin the last chunk during evaluation
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
         objective, gnorm, acc = evaluate()
@@ -319,6 +344,8 @@ def train(cfg: TrainConfig, comm) -> dict:
     }
     log.record(summary)
     log.close()
+    if stream is not None:
+        stream.close()
     acc = summary["test_accuracy"]
     log.always(
         f"done: {cfg.epochs} epochs, {step} steps in {train_time:.2f} s training "

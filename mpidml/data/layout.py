@@ -1,20 +1,44 @@
-"""In-memory containers for the HDF5 schema (see README, "Data layout").
+"""The HDF5 schema (see README, "Data layout"): containers, header validation, shard sets.
 
-Dense features are plain 2-D numpy arrays. Sparse features are ``CSRMatrix``: the
-rows of one shard with ``indptr`` rebased to start at 0, dtypes kept as stored.
-Kernels take the raw arrays (``X.data, X.indices, X.indptr``), never this object.
+Schema of one file:
+
+* dense: dataset ``/X`` (n, d) float32 or float64; ``/y`` (n,) numeric labels;
+* sparse CSR: group ``/X`` with datasets ``data`` (nnz,) float32/float64, ``indices``
+  (nnz,) int32/int64, ``indptr`` (n + 1,) integer (``indptr[0] == 0``,
+  ``indptr[n] == nnz``) and attribute ``shape = (n, d)``; ``/y`` as above.
+
+A data set is one such file or many shard files with the same schema (a directory
+of ``*.h5``/``*.hdf5`` files or a glob, taken in sorted name order): their rows form
+one global row index space, file after file.
+
+Dense features are plain 2-D numpy arrays in memory. Sparse features are
+``CSRMatrix``: the rows of one shard with ``indptr`` rebased to start at 0, dtypes
+kept as stored. Kernels take the raw arrays (``X.data, X.indices, X.indptr``).
+
+Every problem is an ``MpidmlError`` naming the file and the dataset.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 
-__all__ = ["CSRMatrix", "LABEL_MODES"]
+from ..runtime.errors import MpidmlError
 
-# binary: 0/1 (logistic); classes: integers 0..K-1 (softmax, MLP); real: any finite (least squares)
+__all__ = ["CSRMatrix", "LABEL_MODES", "FileSchema", "DataSet", "open_h5", "read_schema",
+           "resolve_sources", "open_dataset", "csr_take_rows", "csr_concat"]
+
+# binary: 0/1 (logistic; -1/+1 accepted and mapped); classes: integers 0..K-1 (softmax, MLP);
+# real: any finite (least squares)
 LABEL_MODES = ("binary", "classes", "real")
+
+_FLOAT_DTYPES = (np.float32, np.float64)
+_INDEX_DTYPES = (np.int32, np.int64)
+H5_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass
@@ -42,6 +66,10 @@ class CSRMatrix:
     def dtype(self) -> np.dtype:
         return self.data.dtype
 
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes + self.indices.nbytes + self.indptr.nbytes
+
     def toarray(self) -> np.ndarray:
         """Dense copy (for tests and small data only)."""
         out = np.zeros(self.shape, dtype=self.data.dtype)
@@ -49,3 +77,236 @@ class CSRMatrix:
             a, b = self.indptr[i], self.indptr[i + 1]
             out[i, self.indices[a:b]] += self.data[a:b]
         return out
+
+
+def csr_take_rows(X: CSRMatrix, rows: np.ndarray) -> CSRMatrix:
+    """Rows ``rows`` (any order, repeats allowed) of ``X`` as a new CSRMatrix."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = X.indptr[rows + 1] - X.indptr[rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    # position of every output nonzero in the input arrays
+    src = np.repeat(X.indptr[rows] - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
+    return CSRMatrix(X.data[src], X.indices[src], indptr, (len(rows), X.d))
+
+
+def csr_concat(parts: list[CSRMatrix]) -> CSRMatrix:
+    """Row-wise concatenation of CSR blocks with the same d and dtypes."""
+    if len(parts) == 1:
+        return parts[0]
+    indptr = [np.zeros(1, dtype=np.int64)]
+    offset = 0
+    for p in parts:
+        indptr.append(p.indptr[1:] + offset)
+        offset += p.nnz
+    return CSRMatrix(np.concatenate([p.data for p in parts]),
+                     np.concatenate([p.indices for p in parts]),
+                     np.concatenate(indptr), (sum(p.n for p in parts), parts[0].d))
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    """Validated header of one file: shape, dtypes, layout; no rows read."""
+
+    path: str
+    n: int
+    d: int
+    dtype: np.dtype              # of X (dense) or X/data (CSR)
+    y_dtype: np.dtype
+    sparse: bool
+    index_dtype: np.dtype | None = None   # CSR column indices
+    nnz: int | None = None
+    chunks: tuple | None = None           # HDF5 chunk shape of /X (or /X/data)
+
+    def layout(self) -> str:
+        """What must agree between the shards of one data set (d, dtypes, dense/CSR)."""
+        kind = f"CSR (indices {self.index_dtype})" if self.sparse else "dense"
+        return f"{kind} X with d={self.d} {self.dtype}, y {self.y_dtype}"
+
+
+def open_h5(path: str, chunk_cache_bytes: int | None = None) -> h5py.File:
+    """Open ``path`` read-only, with errors that say what is wrong with the file.
+    ``chunk_cache_bytes``: h5py's raw-data chunk cache per open dataset (default 1 MiB)."""
+    if not os.path.exists(path):
+        raise MpidmlError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise MpidmlError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+    except PermissionError:
+        raise MpidmlError(f"{path}: permission denied (file not readable)") from None
+    except OSError as exc:
+        raise MpidmlError(f"{path}: cannot read ({exc.strerror})") from None
+    if magic != b"\x89HDF\r\n\x1a\n":
+        # (HDF5 allows a user block before the signature; such files are rare here.)
+        if not magic:
+            raise MpidmlError(f"{path}: empty file (0 bytes), not HDF5")
+        raise MpidmlError(f"{path}: not an HDF5 file (corrupt, or another format: "
+                          "convert it with `python -m mpidml.data convert`)")
+    try:
+        # locking=False: read-only opens on parallel file systems without flock.
+        kw = {} if chunk_cache_bytes is None else {"rdcc_nbytes": int(chunk_cache_bytes)}
+        return h5py.File(path, "r", locking=False, **kw)
+    except OSError as exc:
+        raise MpidmlError(f"{path}: cannot open as HDF5, truncated or corrupt file ({exc})") from None
+
+
+def _dataset(f: h5py.File, path: str, name: str, what: str) -> h5py.Dataset:
+    if name not in f:
+        raise MpidmlError(f"{path}: missing dataset /{name} ({what})")
+    try:
+        obj = f[name]
+    except (KeyError, OSError) as exc:
+        raise MpidmlError(f"{path}: cannot read /{name}, corrupt file ({exc})") from None
+    if not isinstance(obj, h5py.Dataset):
+        raise MpidmlError(f"{path}: /{name} must be a dataset ({what})")
+    return obj
+
+
+def _read_small(ds: h5py.Dataset, sel, path: str):
+    try:
+        return ds[sel]
+    except OSError as exc:
+        raise MpidmlError(f"{path}: reading {ds.name} failed, truncated or corrupt file ({exc})") from None
+
+
+def read_schema(f: h5py.File, path: str) -> FileSchema:
+    """Validate the structure of an open file (datasets, shapes, dtypes); read no rows."""
+    if "X" not in f:
+        raise MpidmlError(f"{path}: missing dataset /X (features)")
+    y = _dataset(f, path, "y", "labels, shape (n,)")
+    if y.ndim != 1:
+        raise MpidmlError(f"{path}: /y must be 1-D (n,), has shape {y.shape}")
+    if y.dtype.kind not in "iuf":
+        raise MpidmlError(f"{path}: /y has dtype {y.dtype}; a numeric dtype is expected")
+    if isinstance(f["X"], h5py.Group):
+        g = f["X"]
+        need = "CSR group /X needs data, indices, indptr and attribute shape"
+        data = _dataset(f, path, "X/data", need)
+        indices = _dataset(f, path, "X/indices", need)
+        indptr = _dataset(f, path, "X/indptr", need)
+        if "shape" not in g.attrs:
+            raise MpidmlError(f"{path}: CSR group /X has no 'shape' attribute ((n, d) expected)")
+        shape = tuple(int(s) for s in np.asarray(g.attrs["shape"]).ravel())
+        if len(shape) != 2 or min(shape) < 0:
+            raise MpidmlError(f"{path}: /X attribute shape = {shape}; (n, d) expected")
+        n, d = shape
+        if data.ndim != 1 or data.dtype.type not in _FLOAT_DTYPES:
+            raise MpidmlError(f"{path}: /X/data must be 1-D float32 or float64, "
+                              f"has shape {data.shape} dtype {data.dtype}")
+        if indices.ndim != 1 or indices.dtype.type not in _INDEX_DTYPES:
+            raise MpidmlError(f"{path}: /X/indices must be 1-D int32 or int64, "
+                              f"has shape {indices.shape} dtype {indices.dtype}")
+        if indices.shape != data.shape:
+            raise MpidmlError(f"{path}: /X/data has {data.shape[0]} entries but /X/indices has "
+                              f"{indices.shape[0]}")
+        if indptr.ndim != 1 or indptr.dtype.kind not in "iu":
+            raise MpidmlError(f"{path}: /X/indptr must be a 1-D integer dataset, has dtype {indptr.dtype}")
+        if indptr.shape[0] != n + 1:
+            raise MpidmlError(f"{path}: /X/indptr has {indptr.shape[0]} entries; shape attribute "
+                              f"says n={n}, so {n + 1} expected")
+        ends = _read_small(indptr, [0, n] if n else [0], path)
+        nnz = data.shape[0]
+        if ends[0] != 0 or ends[-1] != nnz:
+            raise MpidmlError(f"{path}: /X/indptr must start at 0 and end at nnz={nnz}, "
+                              f"is {int(ends[0])}..{int(ends[-1])}")
+        schema = FileSchema(path, n, d, data.dtype, y.dtype, True, indices.dtype, nnz, data.chunks)
+    else:
+        X = f["X"]
+        if not isinstance(X, h5py.Dataset) or X.ndim != 2:
+            raise MpidmlError(f"{path}: /X must be 2-D (n, d), has shape {getattr(X, 'shape', None)}")
+        if X.dtype.type not in _FLOAT_DTYPES:
+            raise MpidmlError(f"{path}: /X has dtype {X.dtype}; float32 or float64 expected")
+        schema = FileSchema(path, X.shape[0], X.shape[1], X.dtype, y.dtype, False, chunks=X.chunks)
+    if y.shape[0] != schema.n:
+        raise MpidmlError(f"{path}: /X has {schema.n} rows but /y has {y.shape[0]}")
+    if schema.n == 0:
+        raise MpidmlError(f"{path}: /X has zero rows (an empty file is not a data set)")
+    return schema
+
+
+def resolve_sources(spec) -> list[str]:
+    """The shard files of a data set: a file, a directory (its ``*.h5``/``*.hdf5`` files),
+    a glob pattern, or a list of those; sorted by name within a directory or glob."""
+    if isinstance(spec, (list, tuple)):
+        return [p for s in spec for p in resolve_sources(s)]
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        files = sorted(os.path.join(spec, e) for e in os.listdir(spec)
+                       if e.endswith(H5_SUFFIXES) and not e.startswith("."))
+        if not files:
+            raise MpidmlError(f"{spec}: directory has no *.h5 / *.hdf5 shard files")
+        return files
+    if glob.has_magic(spec) and not os.path.exists(spec):
+        files = sorted(p for p in glob.glob(spec) if not os.path.isdir(p))
+        if not files:
+            raise MpidmlError(f"{spec}: no files match this pattern")
+        return files
+    return [spec]
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One or more shard files with one schema: a global row index space."""
+
+    spec: str
+    files: tuple[FileSchema, ...]
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+    @property
+    def offsets(self) -> list[int]:
+        """Global index of each file's first row, plus n at the end."""
+        out = [0]
+        for f in self.files:
+            out.append(out[-1] + f.n)
+        return out
+
+    @property
+    def n(self) -> int:
+        return sum(f.n for f in self.files)
+
+    @property
+    def d(self) -> int:
+        return self.files[0].d
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.files[0].dtype
+
+    @property
+    def y_dtype(self) -> np.dtype:
+        return self.files[0].y_dtype
+
+    @property
+    def sparse(self) -> bool:
+        return self.files[0].sparse
+
+    @property
+    def nnz(self) -> int | None:
+        return sum(f.nnz for f in self.files) if self.sparse else None
+
+    def describe(self) -> str:
+        kind = f"CSR, nnz {self.nnz}" if self.sparse else "dense"
+        where = self.spec if len(self.files) == 1 else f"{self.spec} ({len(self.files)} shard files)"
+        return f"{where}: {self.n} x {self.d} {self.dtype} ({kind})"
+
+
+def open_dataset(spec) -> DataSet:
+    """Resolve ``spec`` to its shard files and validate every header; all shards must
+    share the layout of the first (an error names the first file that differs)."""
+    paths = resolve_sources(spec)
+    schemas = []
+    for path in paths:
+        with open_h5(path) as f:
+            schemas.append(read_schema(f, path))
+    first = schemas[0]
+    for s in schemas[1:]:
+        if s.layout() != first.layout():
+            raise MpidmlError(f"{s.path}: shard schema differs from {first.path}: "
+                              f"{s.layout()} vs {first.layout()}")
+    name = spec if isinstance(spec, str) else ", ".join(map(str, spec))
+    return DataSet(name, tuple(schemas))

@@ -1,116 +1,456 @@
-"""Per-rank loading: each rank opens the file read-only and reads only its rows.
+"""Per-rank loading: each rank reads only the rows it owns, validated, dtypes as stored.
 
-The row range is ``shard_rows(n, size, rank)`` (balanced to within one row, no
-overlap, nothing dropped); h5py reads exactly that hyperslab, keeping the stored
-dtype. Problems are raised as ``MpidmlError`` naming the file and dataset; callers
-run loading under ``fail_together`` so every rank fails with the same message.
+A data set is one HDF5 file or many shard files (``layout.open_dataset``) forming one
+global row index space. A rank's rows are a contiguous range (``shard_rows``, the
+default; it may span file boundaries) or an explicit list of global rows (from
+``partition.shuffled_rows`` / ``sampled_rows``). Dense rows are hyperslab reads
+straight into one preallocated array; CSR rows are an ``indptr`` slice plus the
+matching ``data``/``indices`` slices, ``indptr`` rebased to 0.
+
+Two entry points:
+
+* ``load_shard(path, size, rank, labels)`` — no MPI. Label questions that need the
+  whole data set (are binary labels -1/+1? how many classes?) are answered by
+  scanning ``/y`` of every file (labels only, in chunks).
+* ``load_shard_collective(comm, path, labels)`` — every rank of ``comm`` calls it; the
+  ranks agree on those questions from small per-rank label summaries instead, and
+  every problem fails all ranks together with one message (``fail_together``).
+
+Errors are ``MpidmlError`` naming file, dataset and row.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
-from ..runtime.errors import MpidmlError
-from .layout import LABEL_MODES
-from .partition import shard_rows
+from ..runtime.errors import MpidmlError, fail_together
+from .layout import (LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows, open_dataset,
+                     open_h5)
+from .partition import file_spans, shard_rows
 
-__all__ = ["Shard", "load_shard", "read_header"]
+__all__ = ["Shard", "load_shard", "load_shard_collective", "load_feature_block", "read_header", "RowReader",
+           "LabelPlan", "label_summary", "decide_labels", "READ_BLOCK_BYTES"]
 
-_FLOAT_DTYPES = (np.float32, np.float64)
+# Row-set reads (shuffled / sampled rows) go through blocks of about this many bytes.
+READ_BLOCK_BYTES = 64 << 20
 
 
 @dataclass
 class Shard:
-    """Rows ``[start, stop)`` of ``path``: features ``X`` (stop-start, d) and labels ``y``."""
+    """This rank's rows of a data set: features ``X`` (dense (n, d) array or
+    ``CSRMatrix``) and labels ``y``, both with the stored dtypes.
+
+    Contiguous loads hold global rows ``[start, stop)``; loads of an explicit row list
+    have ``rows`` (global indices, in the order of ``X``) and ``start``/``stop`` spanning
+    them. ``n_total`` is the number of rows of the whole data set.
+    """
 
     path: str
-    X: np.ndarray
+    X: np.ndarray | CSRMatrix
     y: np.ndarray
     start: int
     stop: int
     n_total: int
+    rows: np.ndarray | None = None
+    n_classes: int | None = None        # labels="classes": K, agreed over the whole data set
+    labels_mapped: bool = False         # labels="binary": stored as -1/+1, mapped to 0/1
+    columns: tuple[int, int] | None = None  # load_feature_block: the feature block held
+    dataset: DataSet | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
-        return self.stop - self.start
+        return int(self.y.shape[0])
 
     @property
     def d(self) -> int:
         return self.X.shape[1]
 
-
-def _open(path: str) -> h5py.File:
-    if not os.path.exists(path):
-        raise MpidmlError(f"{path}: no such file")
-    try:
-        # locking=False: read-only opens on parallel file systems without flock.
-        return h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise MpidmlError(f"{path}: cannot open as HDF5 ({exc})") from None
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.X, CSRMatrix)
 
 
-def _datasets(f: h5py.File, path: str) -> tuple[h5py.Dataset, h5py.Dataset]:
-    for name in ("X", "y"):
-        if name not in f:
-            raise MpidmlError(f"{path}: missing dataset /{name}")
-    X, y = f["X"], f["y"]
-    if isinstance(X, h5py.Group):
-        raise MpidmlError(f"{path}: /X is a sparse (CSR) group; this model needs dense /X")
-    if X.ndim != 2:
-        raise MpidmlError(f"{path}: /X must be 2-D (n, d), has shape {X.shape}")
-    if X.dtype.type not in _FLOAT_DTYPES:
-        raise MpidmlError(f"{path}: /X has dtype {X.dtype}; float32 or float64 expected")
-    if not isinstance(y, h5py.Dataset) or y.ndim != 1:
-        raise MpidmlError(f"{path}: /y must be a 1-D dataset")
-    if y.shape[0] != X.shape[0]:
-        raise MpidmlError(f"{path}: /X has {X.shape[0]} rows but /y has {y.shape[0]}")
-    return X, y
+def read_header(path) -> tuple[int, int, np.dtype]:
+    """(n, d, dtype) of the data set at ``path`` (file, directory or glob), validated,
+    without reading rows."""
+    ds = open_dataset(path)
+    return ds.n, ds.d, ds.dtype
 
 
-def read_header(path: str) -> tuple[int, int, np.dtype]:
-    """(n, d, dtype) of the dense data set in ``path``, validated, without reading rows."""
-    with _open(path) as f:
-        X, _ = _datasets(f, path)
-        return X.shape[0], X.shape[1], X.dtype
+def _csr_columns(X: CSRMatrix, c0: int, c1: int) -> CSRMatrix:
+    """The columns ``[c0, c1)`` of ``X``, renumbered from 0."""
+    keep = (X.indices >= c0) & (X.indices < c1)
+    kept_before = np.zeros(len(keep) + 1, np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    indptr = kept_before[X.indptr]
+    return CSRMatrix(X.data[keep], (X.indices[keep] - c0).astype(X.indices.dtype), indptr, (X.n, c1 - c0))
 
 
-def load_shard(path: str, size: int, rank: int, labels: str = "binary") -> Shard:
-    """Read rank ``rank`` of ``size``'s balanced row range of ``path``.
+def _all_finite(a: np.ndarray) -> bool:
+    """True if no NaN/inf in ``a``, without a per-element temporary (a float64 sum
+    propagates NaN/inf; only if the sum itself is not finite is every element checked)."""
+    if a.size == 0 or np.isfinite(np.add.reduce(a, axis=None, dtype=np.float64)):
+        return True
+    return bool(np.isfinite(a).all())
 
-    Checks the schema, that the shard's features are finite and that its labels fit
-    ``labels`` (``binary``: 0/1; ``classes``: integers >= 0; ``real``: finite); errors
-    name the file, dataset and global row.
+
+def _corrupt(path: str, name: str, a: int, b: int, exc: Exception) -> MpidmlError:
+    return MpidmlError(f"{path}: reading /{name} rows {a}..{b - 1} failed, truncated or corrupt "
+                       f"file ({exc})")
+
+
+class RowReader:
+    """Reads global row ranges of a data set, keeping its files open until ``close``.
+
+    Values are validated as they are read (finite features; for CSR a non-decreasing
+    ``indptr`` and column indices in ``[0, d)``); labels are returned as stored.
+    ``chunk_cache_bytes`` sets h5py's raw-data chunk cache per dataset. ``columns``
+    ``(c0, c1)``: keep only that feature block (model parallelism), renumbered from 0;
+    dense reads then touch only those columns.
     """
-    if labels not in LABEL_MODES:
-        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
-    with _open(path) as f:
-        X, y = _datasets(f, path)
-        n = X.shape[0]
-        start, stop = shard_rows(n, size, rank)
-        Xs = X[start:stop]
-        ys = y[start:stop]
-    bad = ~np.isfinite(Xs).all(axis=1)
-    if bad.any():
-        row = start + int(np.argmax(bad))
-        raise MpidmlError(f"{path}: /X has NaN or inf in row {row} (rank {rank}'s rows {start}..{stop - 1})")
-    _check_labels(ys, labels, path, start)
-    return Shard(path=path, X=Xs, y=ys, start=start, stop=stop, n_total=n)
+
+    def __init__(self, ds: DataSet, chunk_cache_bytes: int | None = None,
+                 columns: tuple[int, int] | None = None):
+        self.ds = ds
+        self.offsets = ds.offsets
+        c0, c1 = columns if columns is not None else (0, ds.d)
+        if not 0 <= c0 <= c1 <= ds.d:
+            raise ValueError(f"columns {columns} outside [0, {ds.d}]")
+        self.columns = (c0, c1)
+        self.width = c1 - c0
+        self._cache = chunk_cache_bytes
+        self._files: dict[int, h5py.File] = {}
+
+    def _file(self, i: int) -> h5py.File:
+        if i not in self._files:
+            self._files[i] = open_h5(self.ds.files[i].path, chunk_cache_bytes=self._cache)
+        return self._files[i]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def where(self, row: int) -> tuple[str, int, str]:
+        """``(path, local_row, suffix)`` of a global row, for messages; the suffix names the
+        global row for multi-file data sets."""
+        i = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        local = row - self.offsets[i]
+        extra = f" (global row {row})" if len(self.ds.files) > 1 else ""
+        return self.ds.files[i].path, local, extra
+
+    def read(self, start: int, stop: int):
+        """Rows ``[start, stop)`` (global) as ``(X, y)``."""
+        spans = file_spans(self.offsets, start, stop)
+        if self.ds.sparse:
+            parts, ys = [], []
+            for i, a, b in spans:
+                X, y = self._read_csr(i, a, b)
+                parts.append(X)
+                ys.append(y)
+            if not parts:
+                return (CSRMatrix(np.zeros(0, self.ds.dtype), np.zeros(0, self.ds.files[0].index_dtype),
+                                  np.zeros(1, np.int64), (0, self.width)),
+                        np.zeros(0, self.ds.y_dtype))
+            return csr_concat(parts), (ys[0] if len(ys) == 1 else np.concatenate(ys))
+        X = np.empty((stop - start, self.width), dtype=self.ds.dtype)
+        y = np.empty(stop - start, dtype=self.ds.y_dtype)
+        o = 0
+        for i, a, b in spans:
+            self._read_dense(i, a, b, X[o:o + b - a], y[o:o + b - a])
+            o += b - a
+        return X, y
+
+    def _read_dense(self, i, a, b, X_out, y_out) -> None:
+        f, path = self._file(i), self.ds.files[i].path
+        c0, c1 = self.columns
+        for name, out, sel in (("X", X_out, np.s_[a:b, c0:c1]), ("y", y_out, np.s_[a:b])):
+            try:
+                f[name].read_direct(out, sel)
+            except (OSError, KeyError) as exc:
+                raise _corrupt(path, name, a, b, exc) from None
+        if not _all_finite(X_out):
+            bad = ~np.isfinite(X_out).all(axis=1)
+            self._bad_row(i, a + int(np.argmax(bad)), "/X has NaN or inf in")
+
+    def _read_csr(self, i, a, b):
+        f, schema = self._file(i), self.ds.files[i]
+        path = schema.path
+        try:
+            indptr = f["X/indptr"][a:b + 1].astype(np.int64, copy=False)
+        except (OSError, KeyError) as exc:
+            raise _corrupt(path, "X/indptr", a, b + 1, exc) from None
+        steps = np.diff(indptr)
+        if (steps < 0).any():
+            self._bad_row(i, a + int(np.argmax(steps < 0)), "/X/indptr decreases at")
+        lo, hi = int(indptr[0]), int(indptr[-1])
+        if hi > schema.nnz:
+            self._bad_row(i, b - 1, f"/X/indptr points past nnz={schema.nnz} at")
+        try:
+            data = f["X/data"][lo:hi]
+            indices = f["X/indices"][lo:hi]
+            y = f["y"][a:b]
+        except (OSError, KeyError) as exc:
+            raise _corrupt(path, "X/data, /X/indices or /y", a, b, exc) from None
+        local_ptr = indptr - lo
+        if not _all_finite(data):
+            k = int(np.argmax(~np.isfinite(data)))
+            self._bad_row(i, a + int(np.searchsorted(local_ptr, k, side="right")) - 1,
+                          "/X/data has NaN or inf in")
+        if indices.size and (indices.min() < 0 or indices.max() >= schema.d):
+            bad = (indices < 0) | (indices >= schema.d)
+            k = int(np.argmax(bad))
+            self._bad_row(i, a + int(np.searchsorted(local_ptr, k, side="right")) - 1,
+                          f"/X/indices has column {int(indices[k])} outside [0, {schema.d}) in")
+        X = CSRMatrix(data, indices, local_ptr, (b - a, schema.d))
+        return (X if self.width == schema.d else _csr_columns(X, *self.columns)), y
+
+    def _bad_row(self, i: int, local_row: int, what: str):
+        extra = f" (global row {self.offsets[i] + local_row})" if len(self.ds.files) > 1 else ""
+        raise MpidmlError(f"{self.ds.files[i].path}: {what} row {local_row}{extra}")
+
+    def read_rows(self, rows: np.ndarray, block_bytes: int = READ_BLOCK_BYTES):
+        """Arbitrary global ``rows`` (any order, repeats allowed) as ``(X, y)`` in that
+        order. Reads the data set in blocks of about ``block_bytes`` and skips blocks
+        holding none of ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = self.ds.n
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise MpidmlError(f"{self.ds.spec}: row index outside [0, {n})")
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        row_bytes = self.ds.d * self.ds.dtype.itemsize if not self.ds.sparse else \
+            max(1, (self.ds.nnz or 0) // max(n, 1)) * (self.ds.dtype.itemsize + 8) + 8
+        block = max(1, block_bytes // max(row_bytes, 1))
+        Xs, ys, pos = [], [], 0
+        while pos < len(uniq):
+            b0 = int(uniq[pos])
+            b1 = min(n, b0 + block)
+            end = int(np.searchsorted(uniq, b1))
+            X, y = self.read(b0, b1)
+            take = uniq[pos:end] - b0
+            Xs.append(csr_take_rows(X, take) if self.ds.sparse else X[take])
+            ys.append(y[take])
+            pos = end
+        if self.ds.sparse:
+            Xu = csr_concat(Xs) if Xs else self.read(0, 0)[0]
+            X = csr_take_rows(Xu, inverse)
+        else:
+            Xu = np.concatenate(Xs) if Xs else np.empty((0, self.ds.d), self.ds.dtype)
+            X = Xu[inverse]
+        yu = np.concatenate(ys) if ys else np.empty(0, self.ds.y_dtype)
+        return X, yu[inverse]
 
 
-_LABEL_RULES = {
-    "binary": (lambda y: (y == 0) | (y == 1), "binary labels must be 0 or 1"),
+# ---------------------------------------------------------------------------------------
+# Labels. Each rank summarises its labels (a few numbers); the summaries of all ranks
+# (or of a scan of every /y) decide what the data set's labels mean, identically everywhere.
+
+_VALID = {
+    "binary": (lambda y: (y == 0) | (y == 1) | (y == -1), "binary labels must be 0/1 (or -1/+1)"),
     "classes": (lambda y: (y >= 0) & (y == np.floor(y)), "class labels must be integers 0..K-1"),
     "real": (np.isfinite, "labels must be finite"),
 }
 
 
-def _check_labels(ys: np.ndarray, labels: str, path: str, start: int) -> None:
-    ok, rule = _LABEL_RULES[labels]
-    bad = ~ok(ys)
+@dataclass(frozen=True)
+class LabelPlan:
+    """What the labels of a whole data set mean (same on every rank)."""
+
+    mode: str
+    map_pm1: bool = False          # binary stored as -1/+1: map -1 -> 0
+    n_classes: int | None = None   # classes: K = largest label + 1
+
+
+def _first(mask: np.ndarray, row0: int) -> int | None:
+    return row0 + int(np.argmax(mask)) if mask.any() else None
+
+
+def label_summary(y: np.ndarray, row0: int, mode: str) -> dict:
+    """Facts about labels ``y`` (global rows from ``row0``) that decide the plan:
+    first -1 and first 0 (binary), largest label and its row (classes). Pure."""
+    out = {"neg1": None, "zero": None, "max": None, "max_row": None}
+    if y.size == 0:
+        return out
+    if mode == "binary":
+        out["neg1"], out["zero"] = _first(y == -1, row0), _first(y == 0, row0)
+    elif mode == "classes":
+        k = int(np.argmax(y))
+        out["max"], out["max_row"] = int(y[k]), row0 + k
+    return out
+
+
+def _merge(summaries: list[dict]) -> dict:
+    merged = {}
+    for key in ("neg1", "zero"):
+        rows = [s[key] for s in summaries if s[key] is not None]
+        merged[key] = min(rows) if rows else None
+    best = max((s for s in summaries if s["max"] is not None), key=lambda s: s["max"], default=None)
+    merged["max"] = best["max"] if best else None
+    return merged
+
+
+def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int | None = None) -> LabelPlan:
+    """The ``LabelPlan`` for the data set from the label summaries of all its rows.
+
+    Binary: -1/+1 is mapped to 0/1; a mix of -1 and 0 is an error. Classes: K is the
+    largest label + 1, or ``n_classes`` if given (then a larger label is an error).
+    ``where(row)`` gives ``(path, local_row, suffix)`` for error messages.
+    """
+    m = _merge(summaries)
+    if mode == "binary":
+        if m["neg1"] is not None and m["zero"] is not None:
+            p1, r1, x1 = where(m["neg1"])
+            p0, r0, x0 = where(m["zero"])
+            raise MpidmlError(f"{p1}: /y[{r1}]{x1} = -1 but {p0}: /y[{r0}]{x0} = 0; binary labels "
+                              "must be all 0/1 or all -1/+1")
+        return LabelPlan(mode, map_pm1=m["neg1"] is not None)
+    if mode == "classes":
+        k = (m["max"] + 1) if m["max"] is not None else 0
+        if n_classes is not None:
+            if k > n_classes:
+                best = max((s for s in summaries if s["max"] is not None), key=lambda s: s["max"])
+                p, r, x = where(best["max_row"])
+                raise MpidmlError(f"{p}: /y[{r}]{x} = {best['max']}; class labels must be "
+                                  f"integers 0..{n_classes - 1}")
+            k = n_classes
+        return LabelPlan(mode, n_classes=k)
+    return LabelPlan(mode)
+
+
+def _check_labels(y: np.ndarray, rows0, mode: str, reader: RowReader, rows=None) -> None:
+    ok, rule = _VALID[mode]
+    bad = ~ok(y)
     if bad.any():
-        row = start + int(np.argmax(bad))
-        raise MpidmlError(f"{path}: /y[{row}] = {ys[row - start]!r}; {rule}")
+        k = int(np.argmax(bad))
+        path, r, x = reader.where(int(rows[k]) if rows is not None else rows0 + k)
+        raise MpidmlError(f"{path}: /y[{r}]{x} = {y[k].item()!r}; {rule}")
+
+
+def _apply(plan: LabelPlan, shard: Shard) -> Shard:
+    if plan.map_pm1:
+        shard.y = (shard.y == 1).astype(shard.y.dtype)
+        shard.labels_mapped = True
+    shard.n_classes = plan.n_classes
+    return shard
+
+
+def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows,
+                columns=None) -> tuple[Shard, dict]:
+    """This rank's rows, values validated, labels checked for the mode; and its label summary."""
+    with RowReader(ds, columns=columns) as reader:
+        if rows is None:
+            start, stop = shard_rows(ds.n, size, rank)
+            X, y = reader.read(start, stop)
+            _check_labels(y, start, labels, reader)
+            summary = label_summary(y, start, labels)
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            X, y = reader.read_rows(rows)
+            _check_labels(y, 0, labels, reader, rows)
+            order = np.argsort(rows, kind="stable")
+            summary = label_summary(y[order], 0, labels)
+            for key in ("neg1", "zero", "max_row"):  # positions in sorted order -> global rows
+                if summary[key] is not None:
+                    summary[key] = int(rows[order][summary[key]])
+            start, stop = (int(rows.min()), int(rows.max()) + 1) if rows.size else (0, 0)
+    shard = Shard(path=ds.spec, X=X, y=y, start=start, stop=stop, n_total=ds.n, rows=rows, dataset=ds)
+    return shard, summary
+
+
+def _scan_labels(ds: DataSet, labels: str, block: int = 1 << 20) -> list[dict]:
+    """Label summaries of the whole data set from its ``/y`` datasets (labels only)."""
+    out = []
+    with RowReader(ds) as reader:
+        for i, f in enumerate(ds.files):
+            y = reader._file(i)["y"]
+            for a in range(0, f.n, block):
+                ys = y[a:min(f.n, a + block)]
+                _check_labels(ys, ds.offsets[i] + a, labels, reader)
+                out.append(label_summary(ys, ds.offsets[i] + a, labels))
+    return out
+
+
+def _check_mode(labels: str) -> None:
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
+
+
+def load_shard(path, size: int, rank: int, labels: str = "binary", rows=None,
+               n_classes: int | None = None) -> Shard:
+    """Read rank ``rank`` of ``size``'s rows of the data set at ``path`` (a file, a
+    directory of shard files, or a glob). No MPI.
+
+    ``rows``: explicit global rows to load (e.g. ``shuffled_rows(...)``) instead of the
+    balanced contiguous range ``shard_rows(n, size, rank)``. Checks the schema, that the
+    features are finite and that the labels fit ``labels`` (``binary``: 0/1, or -1/+1
+    mapped to 0/1; ``classes``: integers 0..K-1; ``real``: finite); errors name the file,
+    dataset and row.
+    """
+    _check_mode(labels)
+    ds = open_dataset(path)
+    shard, summary = _read_local(ds, size, rank, labels, rows)
+    with RowReader(ds) as reader:
+        summaries = _scan_labels(ds, labels) if labels != "real" else [summary]
+        plan = decide_labels(labels, summaries, reader.where, n_classes)
+    return _apply(plan, shard)
+
+
+def load_shard_collective(comm, path, labels: str = "binary", rows=None,
+                          n_classes: int | None = None, log=None, what: str = "loading the data") -> Shard:
+    """Collective over ``comm``: every rank loads its rows as ``load_shard`` does, and the
+    ranks agree on the meaning of the labels from per-rank summaries (one allgather).
+
+    Any rank's problem raises the same ``CollectiveError`` on all ranks. Rank 0 reports
+    through ``log`` (once) that -1/+1 labels were mapped, and warns when some ranks have
+    no rows (not an error: they contribute weight 0).
+    """
+    _check_mode(labels)
+    size, rank = comm.Get_size(), comm.Get_rank()
+
+    def local():
+        ds = open_dataset(path)
+        return _read_local(ds, size, rank, labels, rows)
+
+    shard, summary = fail_together(comm, what, local)
+    summaries = comm.allgather(summary)
+
+    def plan():
+        with RowReader(shard.dataset) as reader:
+            return decide_labels(labels, summaries, reader.where, n_classes)
+
+    label_plan = fail_together(comm, f"{what} (labels)", plan)
+    _apply(label_plan, shard)
+    if log is not None and rank == 0:
+        if label_plan.map_pm1:
+            log(f"{shard.dataset.spec}: binary labels are -1/+1; mapped to 0/1 (-1 -> 0, +1 -> 1)")
+        if rows is None and size > shard.n_total:
+            log(f"warning: {size} ranks but {shard.dataset.spec} has only {shard.n_total} rows: "
+                f"{size - shard.n_total} rank(s) hold no rows and contribute weight 0")
+    return shard
+
+
+def load_feature_block(path, size: int, rank: int, labels: str = "binary") -> Shard:
+    """Model parallelism: every row of the data set, but only the feature columns
+    ``feature_columns(d, size, rank)`` (renumbered from 0; ``Shard.columns`` says which).
+    Dense reads touch only those columns; CSR reads every nonzero and keeps the block's.
+    No MPI; labels as in ``load_shard``."""
+    from .partition import feature_columns
+
+    _check_mode(labels)
+    ds = open_dataset(path)
+    columns = feature_columns(ds.d, size, rank)
+    shard, summary = _read_local(ds, 1, 0, labels, None, columns)
+    with RowReader(ds) as reader:
+        plan = decide_labels(labels, [summary], reader.where)
+    shard.columns = columns
+    return _apply(plan, shard)

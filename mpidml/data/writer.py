@@ -1,0 +1,130 @@
+"""Writing files in the mpidml schema, streaming and atomically.
+
+``DataSetWriter`` appends blocks of rows (dense arrays or ``CSRMatrix``) to a new file
+whose datasets grow as rows arrive, so a converter or generator never holds more than
+one block. The file appears under its final name only when the writer closes without
+an error (``atomic_path``: temporary file + fsync + rename); on an error nothing is left.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from ..runtime.atomic import atomic_path
+from .layout import CSRMatrix
+
+__all__ = ["DataSetWriter", "write_dense", "write_csr", "DEFAULT_CHUNK_ROWS"]
+
+DEFAULT_CHUNK_ROWS = 8192
+_CSR_CHUNK = 1 << 16  # nonzeros per HDF5 chunk of /X/data and /X/indices
+
+
+class DataSetWriter:
+    """Context manager: ``with DataSetWriter(path, d, ...) as w: w.append(X, y)``.
+
+    ``sparse=True`` writes the CSR group ``/X`` (``data``, ``indices``, ``indptr`` int64,
+    attribute ``shape``); otherwise dense ``/X`` chunked by ``chunk_rows`` rows. Dtypes
+    are kept exactly as given. ``attrs`` go on ``/X`` (provenance).
+    """
+
+    def __init__(self, path, d: int, dtype=np.float32, y_dtype=np.float32, sparse: bool = False,
+                 index_dtype=np.int32, chunk_rows: int = DEFAULT_CHUNK_ROWS, attrs: dict | None = None,
+                 compression: str | None = None):
+        self.path = path
+        self.d = int(d)
+        self.dtype = np.dtype(dtype)
+        self.y_dtype = np.dtype(y_dtype)
+        self.sparse = sparse
+        self.index_dtype = np.dtype(index_dtype)
+        self.chunk_rows = max(1, int(chunk_rows))
+        self.attrs = dict(attrs or {})
+        self.compression = compression
+        self.n = 0
+        self.nnz = 0
+
+    def __enter__(self):
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            # mkstemp creates 0600; a data set gets the usual mode (0666 minus the umask)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            self._f = h5py.File(tmp, "w")
+            f, c = self._f, self.compression
+            self._y = f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=self.y_dtype,
+                                       chunks=(self.chunk_rows,), compression=c)
+            if self.sparse:
+                g = f.create_group("X")
+                self._data = g.create_dataset("data", shape=(0,), maxshape=(None,), dtype=self.dtype,
+                                              chunks=(_CSR_CHUNK,), compression=c)
+                self._indices = g.create_dataset("indices", shape=(0,), maxshape=(None,),
+                                                 dtype=self.index_dtype, chunks=(_CSR_CHUNK,),
+                                                 compression=c)
+                self._indptr = g.create_dataset("indptr", data=np.zeros(1, np.int64), maxshape=(None,),
+                                                chunks=(self.chunk_rows,), compression=c)
+            else:
+                self._X = f.create_dataset("X", shape=(0, self.d), maxshape=(None, self.d),
+                                           dtype=self.dtype, chunks=(self.chunk_rows, max(self.d, 1)),
+                                           compression=c)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def append(self, X, y) -> None:
+        """Append a block of rows: ``X`` (k, d) array or ``CSRMatrix`` with k rows, ``y`` (k,)."""
+        y = np.asarray(y)
+        k = y.shape[0]
+        if self.sparse:
+            if not isinstance(X, CSRMatrix):
+                raise TypeError("sparse writer needs CSRMatrix blocks")
+            if X.n != k:
+                raise ValueError(f"block has {X.n} rows but {k} labels")
+            nnz = X.nnz
+            self._data.resize((self.nnz + nnz,))
+            self._data[self.nnz:] = X.data[:nnz].astype(self.dtype, copy=False)
+            self._indices.resize((self.nnz + nnz,))
+            self._indices[self.nnz:] = X.indices[:nnz].astype(self.index_dtype, copy=False)
+            self._indptr.resize((self.n + k + 1,))
+            self._indptr[self.n + 1:] = np.asarray(X.indptr[1:], np.int64) + self.nnz
+            self.nnz += nnz
+        else:
+            X = np.asarray(X)
+            if X.shape != (k, self.d):
+                raise ValueError(f"block has shape {X.shape}; ({k}, {self.d}) expected")
+            self._X.resize((self.n + k, self.d))
+            self._X[self.n:] = X.astype(self.dtype, copy=False)
+        self._y.resize((self.n + k,))
+        self._y[self.n:] = y.astype(self.y_dtype, copy=False)
+        self.n += k
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                target = self._f["X"]
+                if self.sparse:
+                    target.attrs["shape"] = np.array([self.n, self.d], dtype=np.int64)
+                for key, value in self.attrs.items():
+                    target.attrs[key] = value
+        finally:
+            self._f.close()
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
+def write_dense(path, X, y, chunk_rows: int = DEFAULT_CHUNK_ROWS, attrs: dict | None = None) -> None:
+    """Write an in-memory dense data set (dtypes as given) atomically."""
+    X = np.asarray(X)
+    with DataSetWriter(path, X.shape[1], X.dtype, np.asarray(y).dtype, chunk_rows=chunk_rows,
+                       attrs=attrs) as w:
+        w.append(X, y)
+
+
+def write_csr(path, X: CSRMatrix, y, index_dtype=None, attrs: dict | None = None) -> None:
+    """Write an in-memory CSR data set (dtypes as given) atomically."""
+    with DataSetWriter(path, X.d, X.dtype, np.asarray(y).dtype, sparse=True,
+                       index_dtype=index_dtype or X.indices.dtype, attrs=attrs) as w:
+        w.append(X, y)
