@@ -29,3 +29,22 @@ def logreg_optimum(X, y, l2, gtol=1e-7):
 def accuracy(params, X, y):
     z = np.asarray(X, np.float64) @ params[:-1] + params[-1]
     return float(np.mean((z > 0) == (y == 1)))
+
+
+def binary_problem(directory, n_train, n_test, d, seed, l2):
+    """Write a synthetic binary train/test pair into ``directory`` and solve it:
+    {"train", "test", "f_star", "acc_star", "dir"} (the reference optimum and its accuracy)."""
+    import os
+
+    import h5py
+
+    from mpidml.data.synth import make_binary_dense
+
+    train, test = os.path.join(directory, "train.h5"), os.path.join(directory, "test.h5")
+    make_binary_dense(train, n_train, d, seed=seed, stream=0)
+    make_binary_dense(test, n_test, d, seed=seed, stream=1)
+    with h5py.File(train) as f:
+        w_star, f_star = logreg_optimum(f["X"][:], f["y"][:], l2)
+    with h5py.File(test) as f:
+        acc = accuracy(w_star, f["X"][:], f["y"][:])
+    return {"train": train, "test": test, "f_star": f_star, "acc_star": acc, "dir": directory}

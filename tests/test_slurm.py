@@ -14,9 +14,8 @@ import time
 import pytest
 
 from mpirun import HERE, run
-from reference import logreg_optimum
+from reference import binary_problem
 
-from mpidml.data.synth import make_binary_dense
 
 ROOT = os.path.dirname(HERE)
 SLURM = os.path.join(ROOT, "slurm")
@@ -71,15 +70,7 @@ def wait(job, timeout=300):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("slurmdata")
-    train, test = str(d / "train.h5"), str(d / "test.h5")
-    make_binary_dense(train, 8000, 10, seed=11, stream=0)
-    make_binary_dense(test, 2000, 10, seed=11, stream=1)
-    import h5py
-
-    with h5py.File(train) as f:
-        _, f_star = logreg_optimum(f["X"][:], f["y"][:], 1e-4)
-    return {"train": train, "test": test, "f_star": f_star}
+    return binary_problem(tmp_path_factory.mktemp("slurmdata"), 8000, 2000, 10, seed=11, l2=1e-4)
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])

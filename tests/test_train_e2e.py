@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mpirun import HERE, run, run_mpi
-from reference import accuracy, logreg_optimum
+from reference import binary_problem
 
 from mpidml.data.synth import make_binary_dense
 
@@ -21,17 +21,7 @@ TRAIN_ARGS = ["--batch-size", "256", "--epochs", "5", "--l2", str(L2), "-q"]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A 20000 x 20 train set, a 5000-row test set, and the full-batch reference optimum."""
-    d = tmp_path_factory.mktemp("data")
-    train, test = str(d / "train.h5"), str(d / "test.h5")
-    make_binary_dense(train, 20_000, 20, seed=5, stream=0)
-    make_binary_dense(test, 5_000, 20, seed=5, stream=1)
-    with h5py.File(train) as f:
-        X, y = f["X"][:], f["y"][:]
-    with h5py.File(test) as f:
-        Xt, yt = f["X"][:], f["y"][:]
-    w_star, f_star = logreg_optimum(X, y, L2)
-    return {"train": train, "test": test, "f_star": f_star, "acc_star": accuracy(w_star, Xt, yt),
-            "dir": d}
+    return binary_problem(tmp_path_factory.mktemp("data"), 20_000, 5_000, 20, seed=5, l2=L2)
 
 
 def read_metrics(path):
