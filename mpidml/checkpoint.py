@@ -32,7 +32,7 @@ from . import __version__
 from .runtime.atomic import atomic_path
 from .runtime.errors import MpidmlError
 
-__all__ = ["FORMAT", "Checkpoint", "write_checkpoint", "read_checkpoint", "latest_checkpoint",
+__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "write_checkpoint", "read_checkpoint", "latest_checkpoint",
            "list_checkpoints", "check_compatible"]
 
 FORMAT = 1
@@ -162,3 +162,75 @@ def check_compatible(ckpt: Checkpoint, model: dict) -> None:
              if have.get(k) != v]
     if diffs:
         raise MpidmlError(f"{ckpt.path} was written for another model: " + "; ".join(diffs))
+
+
+class Checkpointer:
+    """Collective checkpointing for a training run on ``comm``.
+
+    Rank 0 writes (shared state is identical on every rank in synchronous training);
+    every rank learns whether it worked (``fail_together``), so a full disk or an
+    unwritable directory stops all ranks with one message and the previous checkpoint
+    stays. Every rank reads on resume (the directory must be on a shared file system).
+    """
+
+    def __init__(self, comm, directory: str, keep: int, model: dict, config: dict, fault=None):
+        self.comm, self.directory, self.keep = comm, directory, keep
+        self.model, self.config, self.fault = model, config, fault
+        self.last_path: str | None = None
+
+    def check_writable(self) -> None:
+        """Collective: create the directory and prove it is writable, before training."""
+        from .runtime.errors import fail_together
+
+        def probe():
+            if self.comm.Get_rank() == 0:
+                os.makedirs(self.directory, exist_ok=True)
+                # temp files of a writer that was killed mid-write (never a valid checkpoint)
+                for stale in glob.glob(os.path.join(self.directory, ".ckpt-*.tmp")):
+                    os.unlink(stale)
+                with atomic_path(os.path.join(self.directory, ".write-test")) as tmp:
+                    with open(tmp, "w") as fh:
+                        fh.write("ok")
+                os.unlink(os.path.join(self.directory, ".write-test"))
+
+        fail_together(self.comm, f"checking the checkpoint directory {self.directory}", probe)
+
+    def resume(self, log) -> Checkpoint | None:
+        """Collective: the newest valid, compatible checkpoint (None if the directory has none)."""
+        from .runtime.errors import fail_together
+
+        def load():
+            ck = latest_checkpoint(self.directory, log=log if self.comm.Get_rank() == 0 else None)
+            if ck is None and list_checkpoints(self.directory):
+                raise MpidmlError(f"{self.directory}: {len(list_checkpoints(self.directory))} "
+                                  "checkpoint file(s) but none is readable; refusing to start over "
+                                  "(move them away to start fresh)")
+            if ck is not None:
+                check_compatible(ck, self.model)
+            return ck
+
+        ck = fail_together(self.comm, f"resuming from {self.directory}", load)
+        steps = self.comm.allgather(ck.meta["step"] if ck else None)
+        if len(set(steps)) != 1:
+            raise MpidmlError(f"ranks found different checkpoints in {self.directory} ({steps}): "
+                              "is it on a shared file system?")
+        self.last_path = ck.path if ck else None
+        return ck
+
+    def save(self, step: int, meta: dict, state: dict[str, np.ndarray]) -> str:
+        """Collective: write checkpoint ``step`` from rank 0; returns its path."""
+        from .runtime.errors import fail_together
+
+        hook = self.fault.checkpoint_hook() if (self.fault and self.comm.Get_rank() == 0) else None
+
+        def write():
+            if self.comm.Get_rank() == 0:
+                return write_checkpoint(self.directory, step,
+                                        {"model": self.model, "config": self.config,
+                                         "world_size": self.comm.Get_size(), **meta},
+                                        state, keep=self.keep, crash_hook=hook)
+            return None
+
+        path = fail_together(self.comm, f"writing checkpoint {step} to {self.directory}", write)
+        self.last_path = self.comm.bcast(path, root=0)
+        return self.last_path

@@ -45,6 +45,11 @@ class TrainConfig:
     metrics: str | None = None
     inject_fault: str | None = None
     quiet: bool = False
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0       # steps between checkpoints (0: only at the end / on a signal)
+    checkpoint_keep: int = 3
+    resume: bool = False
+    stall_timeout: float = 300.0    # seconds without progress before the watchdog aborts (0: off)
     memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
     stream_in_memory: bool = False           # testing aid: the streamed row order, data in memory
 
@@ -67,6 +72,12 @@ class TrainConfig:
             self.memory_budget = parse_memory_budget(self.memory_budget)
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise ValueError(f"--memory-budget must be positive, got {self.memory_budget}")
+        if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
+            raise ValueError("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
+        if (self.resume or self.checkpoint_every) and not self.checkpoint_dir:
+            raise ValueError("--resume and --checkpoint-every need --checkpoint-dir")
+        if self.stall_timeout < 0:
+            raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
         if self.test and not self.data:
             raise ValueError("--test needs --data (the default data set brings its own test file)")
 
@@ -102,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Data layout: an HDF5 file with dataset /X (n, d) float32/float64 and /y (n,) "
             "labels 0/1 (-1/+1 mapped), or a directory/glob of such shard files; see "
             "`python -m mpidml.data --help`. Exit status: 0 success; 1 a rank failed (all ranks aborted, message "
-            "names the rank); 2 bad arguments or input (reported once by rank 0)."),
+            "names the rank); 2 bad arguments or input (reported once by rank 0); 3 stopped by "
+            "SIGTERM/SIGUSR1 after writing a checkpoint (resume with --resume); 4 the loss or "
+            "gradient became NaN/inf."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
@@ -130,13 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--momentum", type=float, default=d.momentum, help="heavy-ball momentum (0 = plain SGD)")
     g.add_argument("--l2", type=float, default=d.l2, help="L2 regularisation strength on the weights")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for the per-epoch shuffling of rows")
+    g = p.add_argument_group("checkpoints and faults")
+    g.add_argument("--checkpoint-dir", metavar="DIR", default=d.checkpoint_dir,
+                   help="write checkpoints here (one HDF5 file each, atomic, last --checkpoint-keep "
+                        "kept); also written at the end and when SIGTERM/SIGUSR1 arrives")
+    g.add_argument("--checkpoint-every", type=int, metavar="STEPS", default=d.checkpoint_every,
+                   help="steps between checkpoints (0: only at the end and on a signal)")
+    g.add_argument("--checkpoint-keep", type=int, metavar="K", default=d.checkpoint_keep,
+                   help="how many checkpoints to keep")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint in --checkpoint-dir (same rank "
+                        "count: bit-for-bit; other counts: re-partitioned); none there: start fresh")
+    g.add_argument("--stall-timeout", type=float, metavar="SEC", default=d.stall_timeout,
+                   help="abort the job when a rank makes no progress for this long, naming where "
+                        "each rank was (0 = off)")
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines, only the summary")
-    g.add_argument("--inject-fault", metavar="raise:RANK:STEP", default=d.inject_fault,
-                   help="testing aid: raise an exception on RANK at global step STEP "
-                        "(the job must abort with the rank named, never hang)")
+    g.add_argument("--inject-fault", metavar="SPEC", default=d.inject_fault,
+                   help="testing aid, comma-separated: raise:RANK:STEP (exception), nan:RANK:STEP "
+                        "(NaN gradient), sleep:RANK:STEP:SEC (straggler/stall), ckpt-crash:K (rank 0 "
+                        "dies while writing its K-th checkpoint)")
     g.add_argument("--version", action="version", version=f"mpidml {__version__}")
     return p
 
@@ -203,8 +231,11 @@ def train(cfg: TrainConfig, comm) -> dict:
     from .data.stream import open_stream_collective
     from .models import LogReg
     from .optim import SGD, lr_at
-    from .runtime.errors import MpidmlError, fail_together
+    from .checkpoint import Checkpointer
+    from .runtime.errors import EXIT_NUMERIC, CollectiveError, MpidmlError, fail_together
     from .runtime.faults import parse_fault
+    from .runtime.signals import EXIT_STOPPED, StopRequest
+    from .runtime.watchdog import Watchdog
 
     t_start = time.perf_counter()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -253,7 +284,40 @@ def train(cfg: TrainConfig, comm) -> dict:
     params = model.init_params()
     opt = SGD(params, momentum=cfg.momentum)
     npar = model.nparams
-    buf = np.zeros(npar + 2, dtype=dtype)          # [grad sums | loss sum | count]
+    buf = np.zeros(npar + 3, dtype=dtype)          # [grad sums | loss sum | count | stop flag]
+
+    # Checkpoints hold the state every rank shares (parameters, optimizer buffers) and the
+    # step; the data position follows from it, the per-epoch order being a pure function
+    # of (seed, epoch, rank).
+    model_desc = {"kind": "logreg", "d": d, "dtype": str(dtype), "nparams": npar}
+    ckpt = None
+    start_step = 0
+    if cfg.checkpoint_dir:
+        ckpt = Checkpointer(comm, cfg.checkpoint_dir, cfg.checkpoint_keep, model_desc,
+                            {k: v for k, v in asdict(cfg).items() if k != "resume"}, fault)
+        ckpt.check_writable()
+        if cfg.resume:
+            found = ckpt.resume(log.always)
+            if found is None:
+                log.always(f"resume: no checkpoint in {cfg.checkpoint_dir}; starting from step 0")
+            else:
+                params[:] = found.state["params"]
+                if opt.velocity is not None and "velocity" in found.state:
+                    opt.velocity[:] = found.state["velocity"]
+                start_step = int(found.meta["step"])
+                was = found.meta.get("world_size")
+                log.always(f"resume: {found.path} (step {start_step}, written by {was} rank(s))"
+                           + ("" if was == size else f"; re-partitioned for {size} rank(s): the rest "
+                              f"of the interrupted epoch uses the new ranks' row order"))
+
+    def save_checkpoint(step_done: int) -> str | None:
+        if ckpt is None:
+            return None
+        state = {"params": params}
+        if opt.velocity is not None:
+            state["velocity"] = opt.velocity
+        return ckpt.save(step_done, {"epoch": step_done // steps_per_epoch,
+                                     "step_in_epoch": step_done % steps_per_epoch}, state)
     evalbuf = np.zeros(npar + 4, dtype=np.float64)  # [grad | loss | count | correct | test count]
     scratch = np.zeros(npar, dtype=dtype)
     test_rows = np.arange(test.n if test else 0, dtype=np.int64)
@@ -291,19 +355,40 @@ def train(cfg: TrainConfig, comm) -> dict:
         return float(objective), float(np.linalg.norm(grad)), acc
 
     objective0, gnorm0, _ = evaluate()
-    log.info(f"epoch {0:>3}/{cfg.epochs}  objective {objective0:.6f}")
+    log.info(f"epoch {start_step // steps_per_epoch:>3}/{cfg.epochs}  objective {objective0:.6f}")
     counters.reset()
     train_time = 0.0
-    step = 0
+    step = start_step
     history = []
-    for epoch in range(1, cfg.epochs + 1):
+    stop = StopRequest()
+    watchdog = Watchdog(cfg.stall_timeout, rank, size)
+    stopped_by = 0
+    for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
-        for pieces in source.epoch(steps_per_epoch, cfg.seed, epoch, rank):
+        batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
+        for s_in_epoch, pieces in enumerate(batches):
+            if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
+                continue   # resumed mid-epoch: skip the steps already taken (same row order)
+            watchdog.beat("compute", step)
             if fault is not None:
                 fault.check(rank, step)
             buf[npar] = loss_grad_pieces(model, pieces, params, buf[:npar], scratch)
             buf[npar + 1] = sum(len(rows) for _, _, rows in pieces)
+            buf[npar + 2] = 1 if stop.requested else 0
+            if fault is not None:
+                fault.corrupt_grad(rank, step, buf[:npar])
+            local_finite = bool(np.isfinite(buf[:npar + 1]).all())
+            watchdog.beat("allreduce", step)
             ring_allreduce(comm, buf)
+            if not np.isfinite(buf[:npar + 1]).all():   # the same verdict on every rank
+                bad = [r for r, ok in enumerate(comm.allgather(local_finite)) if not ok]
+                where = (f"last good checkpoint: {ckpt.last_path}" if ckpt and ckpt.last_path
+                         else "no checkpoint written yet")
+                raise CollectiveError(
+                    "training", [(r, f"loss or gradient is NaN/inf at step {step} (epoch {epoch}); "
+                                     f"lower --lr (now {cfg.lr}) or check the data; {where}")
+                                 for r in bad] or [(0, f"reduced gradient is NaN/inf at step {step}")],
+                    exit_code=EXIT_NUMERIC)
             count = buf[npar + 1]
             if count > 0:  # same value on every rank: all skip or none
                 grad = buf[:npar]
@@ -311,7 +396,13 @@ def train(cfg: TrainConfig, comm) -> dict:
                 model.add_regularizer_grad(params, grad)
                 opt.step(grad, lr_at(step, total_steps, cfg.lr, cfg.lr_schedule))
             step += 1
-        pieces = None  # out-of-core: do not pin the last chunk during evaluation
+            if buf[npar + 2] > 0:          # some rank got SIGTERM/SIGUSR1: all stop here
+                stopped_by = 1
+                break
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+                watchdog.beat("checkpoint", step)
+                save_checkpoint(step)
+        batches = pieces = None  # out-of-core: do not pin the last chunk during evaluation
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
         objective, gnorm, acc = evaluate()
@@ -327,6 +418,20 @@ def train(cfg: TrainConfig, comm) -> dict:
         acc_s = f"  test_acc {acc:.4f}" if acc is not None else ""
         log.info(f"epoch {epoch:>3}/{cfg.epochs}  objective {objective:.6f}{acc_s}  "
                  f"samples/s {n / elapsed:,.0f}  ({elapsed:.2f} s)")
+        if stopped_by:
+            break
+    watchdog.stop()
+    stop.restore()
+    final_ckpt = save_checkpoint(step) if ckpt is not None else None
+    if stopped_by:
+        log.always(f"stopped by a signal at step {step}; "
+                   + (f"checkpoint {final_ckpt}; continue with --resume" if final_ckpt
+                      else "no --checkpoint-dir: nothing saved"))
+        log.close()
+        raise SystemExit(EXIT_STOPPED)
+    if not history:   # resumed from a finished run: nothing left to do
+        objective, gnorm, acc = evaluate()
+        history.append({"objective": objective, "grad_norm": gnorm, "test_accuracy": acc})
 
     digests = comm.allgather(_digest(params))
     byte_counts = comm.allgather(counters.total)
@@ -337,9 +442,10 @@ def train(cfg: TrainConfig, comm) -> dict:
         "train_seconds": train_time, "startup_seconds": t_load + t_compile,
         "compile_seconds": t_compile, "load_seconds": t_load,
         "wall_seconds": time.perf_counter() - t_start,
-        "samples_per_second": n * cfg.epochs / train_time if train_time else None,
+        "samples_per_second": n * (step - start_step) / steps_per_epoch / train_time if train_time else None,
         "bytes_communicated": max(byte_counts),
         "params_identical": len(set(digests)) == 1, "params_digest": digests[0],
+        "checkpoint": final_ckpt, "resumed_from_step": start_step,
     }
     log.record(summary)
     log.close()

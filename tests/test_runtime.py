@@ -21,10 +21,20 @@ def test_collective_error_groups_identical_messages():
 
 
 def test_parse_fault():
+    import numpy as np
+
+    from mpidml.runtime.faults import InjectedFault
+
     assert parse_fault(None) is None and parse_fault("") is None
-    plan = parse_fault("raise:2:7")
-    assert (plan.rank, plan.step) == (2, 7)
-    for bad in ("raise:2", "kill:1:2", "raise:a:b"):
+    plan = parse_fault("raise:2:7,nan:1:3,sleep:0:1:0.01,ckpt-crash:2")
+    with pytest.raises(InjectedFault, match="step 7 on rank 2"):
+        plan.check(2, 7)
+    plan.check(2, 6)
+    g = np.zeros(3)
+    plan.corrupt_grad(1, 3, g)
+    assert np.isnan(g[0])
+    assert plan.checkpoint_hook() is None and callable(plan.checkpoint_hook())
+    for bad in ("raise:2", "kill:1:2", "raise:a:b", "sleep:1:2"):
         with pytest.raises(ValueError):
             parse_fault(bad)
 

@@ -19,10 +19,12 @@ import sys
 import traceback
 
 __all__ = ["MpidmlError", "CollectiveError", "fail_together", "install_abort_hook",
-           "EXIT_USAGE", "EXIT_FAILURE", "format_ranks"]
+           "EXIT_USAGE", "EXIT_FAILURE", "EXIT_NUMERIC", "format_ranks"]
 
 EXIT_FAILURE = 1   # unexpected failure on some rank (job aborted)
 EXIT_USAGE = 2     # bad input or configuration, detected on all ranks together
+# 3 = EXIT_STOPPED (runtime/signals.py): stopped by SIGTERM/SIGUSR1 after a checkpoint
+EXIT_NUMERIC = 4   # the loss or gradient became NaN/inf (training stopped on every rank)
 
 
 class MpidmlError(Exception):
@@ -32,9 +34,10 @@ class MpidmlError(Exception):
 class CollectiveError(MpidmlError):
     """Raised identically on every rank when some rank failed a ``fail_together`` phase."""
 
-    def __init__(self, what: str, failures: list[tuple[int, str]]):
+    def __init__(self, what: str, failures: list[tuple[int, str]], exit_code: int = EXIT_USAGE):
         self.what = what
         self.failures = failures
+        self.exit_code = exit_code
         by_message: dict[str, list[int]] = {}
         for r, msg in failures:
             by_message.setdefault(msg, []).append(r)
@@ -90,7 +93,7 @@ def install_abort_hook() -> None:
             if rank == 0:
                 sys.stderr.write(f"mpidml: error: {exc}\n")
                 sys.stderr.flush()
-            os._exit(EXIT_USAGE)
+            os._exit(exc.exit_code)
         if isinstance(exc, MpidmlError):
             detail = str(exc) + "\n"
         else:

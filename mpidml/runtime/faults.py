@@ -1,13 +1,19 @@
-"""Fault injection for tests and demos: ``--inject-fault raise:RANK:STEP``.
+"""Fault injection for tests and demos: ``--inject-fault SPEC[,SPEC...]``.
 
-``raise:R:S`` raises ``InjectedFault`` on rank R when it starts global step S, while
-the other ranks are about to wait in the step's allreduce — the situation that
-hangs a job without the abort hook.
+    raise:R:S         rank R raises at global step S (while the others wait in the allreduce)
+    nan:R:S           rank R's gradient becomes NaN at step S (the numerical guard must stop)
+    sleep:R:S:SEC     rank R sleeps SEC seconds at step S (a straggler; or a stall for the watchdog)
+    ckpt-crash:K      rank 0 dies (os._exit) in the middle of writing its K-th checkpoint,
+                      after the data is written and before the rename
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = ["InjectedFault", "FaultPlan", "parse_fault"]
 
@@ -17,25 +23,64 @@ class InjectedFault(RuntimeError):
 
 
 @dataclass(frozen=True)
-class FaultPlan:
+class _Fault:
     kind: str
-    rank: int
-    step: int
+    rank: int = 0
+    step: int = 0
+    seconds: float = 0.0
+
+
+class FaultPlan:
+    """The parsed faults; the training loop asks it at each point where one may fire."""
+
+    def __init__(self, faults: list[_Fault]):
+        self.faults = faults
+        self._checkpoints = 0
 
     def check(self, rank: int, step: int) -> None:
-        if self.kind == "raise" and rank == self.rank and step == self.step:
-            raise InjectedFault(f"injected fault at step {step} on rank {rank}")
+        """Start of a step: raise or sleep."""
+        for f in self.faults:
+            if f.rank == rank and f.step == step:
+                if f.kind == "raise":
+                    raise InjectedFault(f"injected fault at step {step} on rank {rank}")
+                if f.kind == "sleep":
+                    time.sleep(f.seconds)
+
+    def corrupt_grad(self, rank: int, step: int, grad: np.ndarray) -> None:
+        if any(f.kind == "nan" and f.rank == rank and f.step == step for f in self.faults):
+            grad[0] = np.nan
+
+    def checkpoint_hook(self):
+        """The crash hook for the next checkpoint write (None if it must succeed)."""
+        self._checkpoints += 1
+        if any(f.kind == "ckpt-crash" and f.step == self._checkpoints for f in self.faults):
+            def crash(tmp_path):
+                os.write(2, f"mpidml: injected crash while writing checkpoint {tmp_path}\n".encode())
+                os._exit(9)
+            return crash
+        return None
+
+
+_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "ckpt-crash": 1}
 
 
 def parse_fault(spec: str | None) -> FaultPlan | None:
-    """Parse ``raise:RANK:STEP``; ``None`` or ``""`` means no fault."""
+    """Parse the comma-separated fault list; ``None`` or ``""`` means no fault."""
     if not spec:
         return None
-    parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "raise":
-        raise ValueError(f"--inject-fault expects raise:RANK:STEP, got {spec!r}")
-    try:
-        rank, step = int(parts[1]), int(parts[2])
-    except ValueError:
-        raise ValueError(f"--inject-fault expects integer RANK and STEP, got {spec!r}") from None
-    return FaultPlan(parts[0], rank, step)
+    faults = []
+    for item in spec.split(","):
+        kind, *args = item.strip().split(":")
+        if kind not in _ARITY or len(args) != _ARITY[kind]:
+            raise ValueError(f"--inject-fault: bad item {item!r}; expected raise:RANK:STEP, "
+                             f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS or ckpt-crash:K")
+        try:
+            if kind == "ckpt-crash":
+                faults.append(_Fault(kind, step=int(args[0])))
+            elif kind == "sleep":
+                faults.append(_Fault(kind, int(args[0]), int(args[1]), float(args[2])))
+            else:
+                faults.append(_Fault(kind, int(args[0]), int(args[1])))
+        except ValueError:
+            raise ValueError(f"--inject-fault: non-numeric field in {item!r}") from None
+    return FaultPlan(faults)

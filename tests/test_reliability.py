@@ -1,0 +1,148 @@
+"""Checkpoint/resume, signals, NaN guard, stall watchdog and bad reliability inputs,
+under mpiexec with timeouts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from mpirun import mpiexec_path, run_mpi, test_env
+
+from mpidml.data.synth import make_binary_dense
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reldata")
+    paths = {"train": str(d / "train.h5"), "other": str(d / "other.h5")}
+    make_binary_dense(paths["train"], 6000, 12, seed=3)
+    make_binary_dense(paths["other"], 600, 7, seed=4)
+    return paths
+
+
+def summary(path):
+    return [json.loads(line) for line in open(path)][-1]
+
+
+def train(p, data, ckdir, metrics, *extra, timeout=120):
+    return run_mpi(p, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "3", "--batch-size", "256",
+                       "--checkpoint-dir", str(ckdir), "--metrics", str(metrics), "-q", *extra], timeout=timeout)
+
+
+def test_resume_after_crash_is_bit_for_bit_and_elastic(data, tmp_path):
+    ref = train(3, data, tmp_path / "a", tmp_path / "a.jsonl", "--checkpoint-every", "20")
+    assert ref.returncode == 0, ref.output
+    crash = train(3, data, tmp_path / "b", tmp_path / "b.jsonl", "--checkpoint-every", "20",
+                  "--inject-fault", "raise:1:50")
+    assert crash.returncode != 0 and "rank 1 of 3 failed" in crash.stderr
+    assert sorted(os.listdir(tmp_path / "b")) == ["ckpt-000000020.h5", "ckpt-000000040.h5"]
+    res = train(3, data, tmp_path / "b", tmp_path / "b.jsonl", "--checkpoint-every", "20", "--resume")
+    assert res.returncode == 0, res.output
+    a, b = summary(tmp_path / "a.jsonl"), summary(tmp_path / "b.jsonl")
+    assert b["resumed_from_step"] == 40 and b["steps"] == a["steps"] == 72
+    assert b["params_digest"] == a["params_digest"]          # same bits as never interrupted
+    # elastic: a p=4 checkpoint resumed on p=2 reaches the same objective within tolerance
+    four = train(4, data, tmp_path / "c", tmp_path / "c.jsonl", "--checkpoint-every", "30",
+                 "--inject-fault", "raise:0:31")
+    assert four.returncode != 0
+    two = train(2, data, tmp_path / "c", tmp_path / "c.jsonl", "--resume")
+    assert two.returncode == 0 and "re-partitioned for 2 rank(s)" in two.stdout, two.output
+    assert abs(summary(tmp_path / "c.jsonl")["objective"] - a["objective"]) < 2e-3
+
+
+def test_checkpoint_write_killed_midway_keeps_previous(data, tmp_path):
+    res = train(2, data, tmp_path / "k", tmp_path / "k.jsonl", "--checkpoint-every", "20",
+                "--inject-fault", "ckpt-crash:2")
+    assert res.returncode != 0 and "injected crash while writing checkpoint" in res.stderr
+    files = sorted(os.listdir(tmp_path / "k"))
+    # the previous checkpoint is intact; the killed write left only its temporary file
+    assert files[0].startswith(".ckpt-000000040.h5.") and files[1:] == ["ckpt-000000020.h5"], files
+    res = train(2, data, tmp_path / "k", tmp_path / "k.jsonl", "--checkpoint-every", "20", "--resume")
+    assert res.returncode == 0 and summary(tmp_path / "k.jsonl")["resumed_from_step"] == 20, res.output
+    assert not [f for f in os.listdir(tmp_path / "k") if f.endswith(".tmp")]   # swept on start
+
+
+def test_sigterm_checkpoints_and_resume_continues(data, tmp_path):
+    ck, metrics = tmp_path / "s", tmp_path / "s.jsonl"
+    cmd = [mpiexec_path(), "-n", "3", sys.executable, "-m", "mpidml.train", "--data", data["train"],
+           "--epochs", "400", "--batch-size", "256", "--checkpoint-dir", str(ck), "-q",
+           "--metrics", str(metrics)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=test_env(), start_new_session=True)
+    try:
+        time.sleep(6)
+        ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True)
+        pids = [int(x) for x in ranks.stdout.split() if int(x) != proc.pid]
+        os.kill(pids[-1], signal.SIGTERM)     # as Slurm signals a task before the time limit
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, out + err
+    assert "stopped by a signal at step" in out
+    files = os.listdir(ck)
+    assert len(files) == 1
+    stopped_at = int(files[0][5:14])
+    res = run_mpi(3, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "400", "--batch-size",
+                      "256", "--checkpoint-dir", str(ck), "--resume", "-q", "--metrics", str(metrics),
+                      "--inject-fault", f"raise:0:{stopped_at + 3}"], timeout=120)
+    # the resumed run starts at the checkpoint's step: the fault 3 steps later fires
+    assert f"injected fault at step {stopped_at + 3}" in res.stderr, res.output
+    assert f"(step {stopped_at}, written by 3 rank(s))" in res.stdout
+
+
+def test_nan_stops_every_rank_naming_the_rank(data, tmp_path):
+    res = run_mpi(3, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "2", "-q",
+                      "--checkpoint-dir", str(tmp_path / "n"), "--checkpoint-every", "3",
+                      "--inject-fault", "nan:2:7"], timeout=60)
+    assert res.returncode == 4, res.output
+    assert "rank 2: loss or gradient is NaN/inf at step 7" in res.stderr
+    assert "last good checkpoint: " + str(tmp_path / "n" / "ckpt-000000006.h5") in res.stderr
+
+
+def test_stall_watchdog_names_where_ranks_are(data, tmp_path):
+    t0 = time.monotonic()
+    res = run_mpi(3, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "50", "-q",
+                      "--stall-timeout", "3", "--inject-fault", "sleep:1:5:60"], timeout=60)
+    assert res.returncode != 0 and time.monotonic() - t0 < 30
+    assert "no progress for" in res.stderr
+    assert "in allreduce at step 5" in res.stderr or "in compute at step 5" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["unwritable", "other_model", "all_corrupt", "resume_no_dir", "bad_fault"])
+def test_bad_reliability_inputs(data, tmp_path, case):
+    ck = tmp_path / "ck"
+    args = ["-m", "mpidml.train", "--data", data["train"], "--epochs", "1", "-q", "--checkpoint-dir", str(ck)]
+    if case == "unwritable":
+        (tmp_path / "file").write_text("x")
+        args[-1] = str(tmp_path / "file" / "sub")   # a directory below a regular file
+        expect = "checking the checkpoint directory"
+    elif case == "other_model":
+        assert train(2, data, ck, tmp_path / "m.jsonl").returncode == 0
+        args += ["--resume"]
+        args[args.index(data["train"])] = data["other"]
+        expect = "was written for another model: d 12 in the checkpoint vs 7 now"
+    elif case == "all_corrupt":
+        assert train(2, data, ck, tmp_path / "m.jsonl").returncode == 0
+        only = ck / os.listdir(ck)[0]
+        with open(only, "r+b") as fh:
+            fh.truncate(64)
+        args += ["--resume"]
+        expect = "none is readable; refusing to start over"
+    elif case == "resume_no_dir":
+        args = args[:-2] + ["--resume"]
+        expect = "--resume and --checkpoint-every need --checkpoint-dir"
+    else:
+        args += ["--inject-fault", "boom:1"]
+        expect = "--inject-fault: bad item"
+    before = sorted(os.listdir(ck)) if ck.exists() else None
+    res = run_mpi(2, args, timeout=60)
+    assert res.returncode == 2 and expect in res.stderr, res.output
+    if before is not None:
+        assert sorted(os.listdir(ck)) == before           # nothing lost or overwritten
