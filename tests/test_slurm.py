@@ -125,3 +125,37 @@ def test_doctor_under_srun(slurm, data, tmp_path):
     out = (tmp_path / f"doc-{job}.out").read_text()
     assert "world size      2 (expected 2 from PMI_SIZE)" in out and "srun --mpi=pmi2" in out
     assert "readable on every rank" in out and "status          OK" in out
+
+
+def state(job):
+    info = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+    return (re.search(r"JobState=(\w+)", info) or [None, None])[1], info
+
+
+def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path):
+    job = submit([os.path.join(SLURM, "train-preemptible.sbatch"), "--data", data["train"],
+                  "--epochs", "3000", "--batch-size", "256", "--metrics", "m.jsonl", "-q"],
+                 tmp_path, env={"MPIDML_CHECKPOINT_EVERY": "100000"})
+    out = tmp_path / f"mpidml-train-{job}.out"
+    deadline = time.monotonic() + 120
+    while not (out.exists() and "start-up:" in out.read_text()):   # training has begun
+        assert time.monotonic() < deadline, out.read_text() if out.exists() else "no output"
+        time.sleep(0.5)
+    time.sleep(3)
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)   # what --signal=USR1@120 sends
+    deadline = time.monotonic() + 120
+    while True:   # the job requeues itself and waits for its BeginTime
+        st, info = state(job)
+        if st == "PENDING" and "requeueing job" in out.read_text():
+            break
+        assert st not in FINAL - {"COMPLETED"} and time.monotonic() < deadline, (st, out.read_text())
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    assert wait(job, timeout=600) == ["COMPLETED"], out.read_text()
+    text = out.read_text()
+    stopped = int(re.search(r"stopped by a signal at step (\d+)", text).group(1))
+    assert "resume: " in text and f"(step {stopped}, written by 4 rank(s))" in text
+    records = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()]
+    header, summary = records[0], records[-1]
+    assert summary["resumed_from_step"] == stopped and summary["world_size"] == 4
+    assert summary["steps"] == 3000 * header["steps_per_epoch"]   # the step count continued
