@@ -43,6 +43,8 @@ class TrainConfig:
     l2: float = 1e-4
     seed: int = 0
     metrics: str | None = None
+    timeline: str | None = None
+    config: str | None = None
     inject_fault: str | None = None
     quiet: bool = False
     checkpoint_dir: str | None = None
@@ -160,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
+    g.add_argument("--timeline", metavar="FILE.json", default=d.timeline,
+                   help="write a Chrome-trace (Perfetto) timeline of every rank's compute / allreduce / "
+                        "evaluate / checkpoint phases")
+    g.add_argument("--config", metavar="FILE.toml", default=d.config,
+                   help="read flags from a TOML file (keys are flag names, e.g. batch-size = 512); "
+                        "flags given on the command line override it")
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines, only the summary")
     g.add_argument("--inject-fault", metavar="SPEC", default=d.inject_fault,
                    help="testing aid, comma-separated: raise:RANK:STEP (exception), nan:RANK:STEP "
@@ -236,6 +244,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     from .runtime.faults import parse_fault
     from .runtime.signals import EXIT_STOPPED, StopRequest
     from .runtime.watchdog import Watchdog
+    from .timeline import Timeline
 
     t_start = time.perf_counter()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -362,6 +371,12 @@ def train(cfg: TrainConfig, comm) -> dict:
     history = []
     stop = StopRequest()
     watchdog = Watchdog(cfg.stall_timeout, rank, size)
+    timeline = Timeline(comm, enabled=bool(cfg.timeline))
+
+    def mark(phase: str, at_step: int) -> None:
+        """Enter a phase: the watchdog's heartbeat and the timeline's event boundary."""
+        watchdog.beat(phase, at_step)
+        timeline.begin(phase, at_step)
     stopped_by = 0
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
@@ -369,7 +384,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
                 continue   # resumed mid-epoch: skip the steps already taken (same row order)
-            watchdog.beat("compute", step)
+            mark("compute", step)
             if fault is not None:
                 fault.check(rank, step)
             buf[npar] = loss_grad_pieces(model, pieces, params, buf[:npar], scratch)
@@ -378,7 +393,7 @@ def train(cfg: TrainConfig, comm) -> dict:
             if fault is not None:
                 fault.corrupt_grad(rank, step, buf[:npar])
             local_finite = bool(np.isfinite(buf[:npar + 1]).all())
-            watchdog.beat("allreduce", step)
+            mark("allreduce", step)
             ring_allreduce(comm, buf)
             if not np.isfinite(buf[:npar + 1]).all():   # the same verdict on every rank
                 bad = [r for r, ok in enumerate(comm.allgather(local_finite)) if not ok]
@@ -400,12 +415,14 @@ def train(cfg: TrainConfig, comm) -> dict:
                 stopped_by = 1
                 break
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
-                watchdog.beat("checkpoint", step)
+                mark("checkpoint", step)
                 save_checkpoint(step)
         batches = pieces = None  # out-of-core: do not pin the last chunk during evaluation
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
+        mark("evaluate", step)
         objective, gnorm, acc = evaluate()
+        timeline.end()
         if not math.isfinite(objective):
             raise MpidmlError(f"objective became {objective} at epoch {epoch} (step {step}); "
                               f"lower --lr (now {cfg.lr})")
@@ -422,6 +439,8 @@ def train(cfg: TrainConfig, comm) -> dict:
             break
     watchdog.stop()
     stop.restore()
+    if cfg.timeline:
+        fail_together(comm, f"writing the timeline {cfg.timeline}", timeline.write, cfg.timeline)
     final_ckpt = save_checkpoint(step) if ckpt is not None else None
     if stopped_by:
         log.always(f"stopped by a signal at step {step}; "
@@ -462,8 +481,33 @@ def train(cfg: TrainConfig, comm) -> dict:
     return summary
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command line, with ``--config FILE.toml`` supplying defaults that flags override."""
+    parser = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        import tomllib
+
+        try:
+            with open(known.config, "rb") as fh:
+                table = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            parser.error(f"--config {known.config}: {exc}")
+        dests = {a.dest for a in parser._actions}
+        values = {}
+        for key, value in table.items():
+            dest = key.replace("-", "_")
+            if dest not in dests or dest in ("help", "version", "config"):
+                parser.error(f"--config {known.config}: unknown setting {key!r}")
+            values[dest] = value
+        parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     cfg = TrainConfig(**{k: v for k, v in vars(args).items()})
     from .runtime.errors import EXIT_USAGE, MpidmlError, install_abort_hook
 

@@ -1,0 +1,77 @@
+"""Metrics JSONL, --config TOML, Chrome-trace timeline, the plot command."""
+
+import json
+import sys
+
+import pytest
+
+from mpirun import run, run_mpi
+
+from mpidml.data.synth import make_binary_dense
+
+EPOCH_FIELDS = {"type", "epoch", "step", "samples", "train_seconds", "objective", "grad_norm",
+                "test_accuracy", "samples_per_second", "bytes_communicated"}
+SUMMARY_FIELDS = {"type", "epochs", "steps", "world_size", "objective_initial", "objective", "grad_norm",
+                  "test_accuracy", "train_seconds", "startup_seconds", "compile_seconds", "load_seconds",
+                  "wall_seconds", "samples_per_second", "bytes_communicated", "params_identical",
+                  "params_digest", "checkpoint", "resumed_from_step"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("obs")
+    make_binary_dense(str(d / "train.h5"), 4000, 8, seed=1, stream=0)
+    make_binary_dense(str(d / "test.h5"), 1000, 8, seed=1, stream=1)
+    return d
+
+
+def records(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_metrics_timeline_and_config_match_flags(data, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'data = "{data / "train.h5"}"\ntest = "{data / "test.h5"}"\n'
+                    'epochs = 3\nbatch-size = 128\nlr = 0.3\nlr_schedule = "constant"\n')
+    a = run_mpi(3, ["-m", "mpidml.train", "--config", str(toml), "--metrics", str(tmp_path / "a.jsonl"),
+                    "--timeline", str(tmp_path / "t.json")], timeout=120)
+    b = run_mpi(3, ["-m", "mpidml.train", "--data", str(data / "train.h5"), "--test", str(data / "test.h5"),
+                    "--epochs", "3", "--batch-size", "128", "--lr", "0.3", "--lr-schedule", "constant",
+                    "--metrics", str(tmp_path / "b.jsonl")], timeout=120)
+    assert a.returncode == 0 and b.returncode == 0, a.output + b.output
+    ra, rb = records(tmp_path / "a.jsonl"), records(tmp_path / "b.jsonl")
+    assert ra[-1]["params_digest"] == rb[-1]["params_digest"]          # same run
+    assert ra[0]["config"]["config"] == str(toml) and ra[0]["config"]["batch_size"] == 128
+    epochs = [r for r in ra if r["type"] == "epoch"]
+    assert len(epochs) == 3 and all(set(r) == EPOCH_FIELDS for r in epochs)
+    assert set(ra[-1]) == SUMMARY_FIELDS and ra[0]["type"] == "header" and ra[0]["world_size"] == 3
+    for r in epochs:   # what rank 0 printed is what the log says
+        assert f"epoch {r['epoch']:>3}/3  objective {r['objective']:.6f}" in a.stdout
+    trace = json.loads((tmp_path / "t.json").read_text())
+    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert {e["pid"] for e in events} == {0, 1, 2}
+    assert {"compute", "allreduce", "evaluate"} <= {e["name"] for e in events}
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in events)
+    # flags override the file
+    c = run_mpi(1, ["-m", "mpidml.train", "--config", str(toml), "--epochs", "1", "-q"], timeout=60)
+    assert c.returncode == 0 and "done: 1 epochs" in c.stdout
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    toml = tmp_path / "bad.toml"
+    toml.write_text("epochz = 3\n")
+    res = run([sys.executable, "-m", "mpidml.train", "--config", str(toml)], timeout=60)
+    assert res.returncode == 2 and "unknown setting 'epochz'" in res.stderr
+
+
+def test_plot_writes_png(data, tmp_path):
+    m = tmp_path / "m.jsonl"
+    assert run_mpi(2, ["-m", "mpidml.train", "--data", str(data / "train.h5"), "--test", str(data / "test.h5"),
+                       "--epochs", "2", "--metrics", str(m), "-q"], timeout=60).returncode == 0
+    out = tmp_path / "curves.png"
+    res = run([sys.executable, "-m", "mpidml.plot", str(m), str(m), "-o", str(out)], timeout=120)
+    assert res.returncode == 0, res.output
+    blob = out.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 20_000
+    bad = run([sys.executable, "-m", "mpidml.plot", str(tmp_path / "nope.jsonl")], timeout=60)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
