@@ -32,7 +32,7 @@ from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr,
 from .kernels.softmax import (softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr,
                               softmax_loss_grad_dense)
 
-__all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "make_model"]
+__all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model"]
 
 
 class Model:
@@ -228,11 +228,15 @@ class MLP(Model):
         self._xb = np.empty(self.cap * self.d, self.dtype)
 
     def init_params(self, seed: int = 0) -> np.ndarray:
-        """He-normal weights N(0, 2/fan_in) from ``seed``, zero biases (same on all ranks)."""
+        """Random weights from ``seed`` (same on all ranks), zero biases: He-normal
+        N(0, 2/fan_in) for ReLU layers, N(0, 1/fan_in) for the softmax layer (initial
+        loss near log K)."""
         rng = np.random.default_rng(seed)
         params = np.zeros(self.nparams, dtype=self.dtype)
-        for s, fan_in in zip(self._weight_slices, self.sizes[:-1]):
-            params[s] = rng.standard_normal(s.stop - s.start) * math.sqrt(2.0 / int(fan_in))
+        last = len(self._weight_slices) - 1
+        for l, (s, fan_in) in enumerate(zip(self._weight_slices, self.sizes[:-1])):
+            gain = 1.0 if l == last else 2.0
+            params[s] = rng.standard_normal(s.stop - s.start) * math.sqrt(gain / int(fan_in))
         return params
 
     def views(self, params):
@@ -258,7 +262,8 @@ class MLP(Model):
     metric_sum = correct
 
 
-MODELS = ("logreg", "softmax", "lsq", "mlp")
+MODEL_CLASSES = {"logreg": LogReg, "softmax": Softmax, "lsq": LeastSquares, "mlp": MLP}
+MODELS = tuple(MODEL_CLASSES)
 
 
 def make_model(name: str, d: int, n_classes: int = 2, dtype=np.float32, l2: float = 1e-4,
