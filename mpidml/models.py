@@ -25,7 +25,7 @@ from .data.layout import CSRMatrix
 from .kernels._common import add_scaled
 from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
                              logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
-                             logreg_loss_grad_dense_parallel)
+                             logreg_loss_grad_dense_parallel, new_scratch)
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
 from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
                           mlp_param_count)
@@ -105,6 +105,7 @@ class LogReg(Model):
         self._weight_slices = [slice(0, self.d)]
         self.parallel = bool(parallel)
         self._part = None
+        self._scratch = new_scratch()
 
     def init_params(self, seed: int = 0) -> np.ndarray:
         """Zero parameters (the problem is convex)."""
@@ -124,10 +125,10 @@ class LogReg(Model):
             if self.parallel:
                 return logreg_loss_grad_csr_parallel(X.data, X.indices, X.indptr, y, rows, params, grad,
                                                      self._parts())
-            return logreg_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad)
+            return logreg_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self._scratch)
         if self.parallel:
             return logreg_loss_grad_dense_parallel(X, y, rows, params, grad, self._parts())
-        return logreg_loss_grad_dense(X, y, rows, params, grad)
+        return logreg_loss_grad_dense(X, y, rows, params, grad, self._scratch)
 
     def correct(self, X, y, rows, params) -> int:
         if isinstance(X, CSRMatrix):

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 
 from mpidml.kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
                                    logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
-                                   logreg_loss_grad_dense_parallel, logreg_loss_grad_reference)
+                                   logreg_loss_grad_dense_parallel, logreg_loss_grad_reference,
+                                   new_scratch)
 from mpidml.kernels.lsq import (lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_loss_grad_reference,
                                 lsq_sq_error_csr, lsq_sq_error_dense)
 from mpidml.kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr,
@@ -51,7 +52,7 @@ def make_data(n, d, dtype, labels, K=3, density=0.3, seed=0):
 
 # ---------------------------------------------------------------- raw kernels vs numpy
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,d", [(1, 1), (37, 5), (403, 64)])
+@pytest.mark.parametrize("n,d", [(1, 1), (37, 5), (403, 64), (200, 3)])
 def test_logreg_kernels(dtype, n, d):
     X, C, y, rows = make_data(n, d, dtype, "binary", seed=n + d)
     w = (np.random.default_rng(1).standard_normal(d + 1) * 2).astype(dtype)
@@ -59,8 +60,10 @@ def test_logreg_kernels(dtype, n, d):
     part = np.empty((3, d + 1), dtype)
     for name, call in [
         ("dense", lambda g: logreg_loss_grad_dense(X, y, rows, w, g)),
+        ("dense-scratch", lambda g: logreg_loss_grad_dense(X, y, rows, w, g, new_scratch())),
         ("dense-par", lambda g: logreg_loss_grad_dense_parallel(X, y, rows, w, g, part)),
         ("csr", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g)),
+        ("csr-scratch", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g, new_scratch())),
         ("csr-par", lambda g: logreg_loss_grad_csr_parallel(C.data, C.indices, C.indptr, y, rows, w, g, part)),
     ]:
         grad = np.full(d + 1, np.nan, dtype)  # overwritten, not accumulated into
