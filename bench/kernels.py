@@ -48,7 +48,7 @@ from mpidml.kernels.logreg import (logreg_loss_grad_csr, logreg_loss_grad_csr_pa
                                    logreg_loss_grad_dense, logreg_loss_grad_dense_parallel)
 from mpidml.kernels.lsq import lsq_loss_grad_dense  # noqa: E402
 from mpidml.kernels.softmax import softmax_loss_grad_dense  # noqa: E402
-from mpidml.models import MLP  # noqa: E402
+from mpidml.models import MLP, Softmax  # noqa: E402
 
 LAM = 1e-4
 
@@ -301,9 +301,16 @@ def other_dense_cases(rng):
     rows_s = rows[:ns]
     softmax_loss_grad_dense(Xs, yc, rows_s, W, gs, zk)
     check("softmax", gs[: d * K].reshape(d, K) / ns, softmax_numpy(Xs, yc, W[: d * K].reshape(d, K)), 1e-3)
-    cases.append(Case("softmax dense K=10 (fused)", f"{ns}x{d}", "float32", 1, Xs.nbytes, {
+    cases.append(Case("softmax dense K=10 (fused per-row kernel)", f"{ns}x{d}", "float32", 1, Xs.nbytes, {
         "reference": lambda: softmax_numpy(Xs, yc, W[: d * K].reshape(d, K)),
         "numba": lambda: softmax_loss_grad_dense(Xs, yc, rows_s, W, gs, zk),
+        "read": lambda: read_dense(Xs)}, "numpy: X @ W, softmax, X.T @ P"))
+    model = Softmax(d, K, np.float32, l2=0.0)
+    model.loss_grad_sum(Xs, yc, rows_s, W, gs)
+    check("softmax model", gs[: d * K].reshape(d, K) / ns, softmax_numpy(Xs, yc, W[: d * K].reshape(d, K)), 1e-3)
+    cases.append(Case("softmax dense K=10 (Softmax model: BLAS chunks)", f"{ns}x{d}", "float32", 1, Xs.nbytes, {
+        "reference": lambda: softmax_numpy(Xs, yc, W[: d * K].reshape(d, K)),
+        "numba": lambda: model.loss_grad_sum(Xs, yc, rows_s, W, gs),
         "read": lambda: read_dense(Xs)}, "numpy: X @ W, softmax, X.T @ P"))
     return cases
 

@@ -144,12 +144,21 @@ class Softmax(Model):
     label_mode = "classes"
     metric_name = "accuracy"
 
-    def __init__(self, d: int, K: int, dtype=np.float32, l2: float = 1e-4):
+    def __init__(self, d: int, K: int, dtype=np.float32, l2: float = 1e-4, batch_capacity: int = 512):
         super().__init__(dtype, l2)
         self.d, self.K = int(d), int(K)
         self.nparams = self.d * self.K + self.K
         self._weight_slices = [slice(0, self.d * self.K)]
         self._zk = np.empty(self.K)
+        # Dense rows go through the MLP kernel with no hidden layer (same flat layout:
+        # W (d, K) row-major, then b): two BLAS products per chunk beat the per-row
+        # fused loop, whose K-wide inner loops do not vectorise (bench/kernels.py).
+        self._sizes = np.array([self.d, self.K], dtype=np.int64)
+        self.cap = int(batch_capacity)
+        self._act = np.empty(self.cap * self.K, self.dtype)
+        self._dbuf = np.empty(2 * self.cap * self.K, self.dtype)
+        self._gtmp = np.empty(self.nparams, self.dtype)
+        self._xb = np.empty(self.cap * self.d, self.dtype)
 
     def views(self, params):
         dk = self.d * self.K
@@ -158,7 +167,8 @@ class Softmax(Model):
     def loss_grad_sum(self, X, y, rows, params, grad) -> float:
         if isinstance(X, CSRMatrix):
             return softmax_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self._zk)
-        return softmax_loss_grad_dense(X, y, rows, params, grad, self._zk)
+        return mlp_loss_grad_dense(X, y, rows, params, grad, self._sizes, self._act, self._dbuf,
+                                   self._gtmp, self._xb)
 
     def correct(self, X, y, rows, params) -> int:
         if isinstance(X, CSRMatrix):
