@@ -443,7 +443,8 @@ def markdown(results, comp, cmd, mach, targets) -> str:
     lines += ["", "## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
     for t in targets:
         lines.append(f"| {t['kernel']} {t['dtype']}: {t['goal']} | {t['measured']:.2f} | {'yes' if t['met'] else 'NO'} |")
-    lines += ["", "## Compile time (first call in a fresh process; `cache=True`)", "",
+    lines += ["", "Why targets are missed, and what was tried: [kernels-analysis.md](kernels-analysis.md).",
+              "", "## Compile time (first call in a fresh process; `cache=True`)", "",
               "| kernel | compile (empty cache) | load from cache | steady call (tiny input) |",
               "| --- | --- | --- | --- |"]
     for k, v in comp.items():
