@@ -19,7 +19,11 @@ __all__ = [
     "shard_rows",
     "load_shard",
     "LogReg",
+    "Softmax",
+    "LeastSquares",
+    "MLP",
     "SGD",
+    "Adam",
 ]
 
 
@@ -34,10 +38,10 @@ def __getattr__(name):
     if name == "load_shard":
         from .data.loader import load_shard
         return load_shard
-    if name == "LogReg":
-        from .models import LogReg
-        return LogReg
-    if name == "SGD":
-        from .optim import SGD
-        return SGD
+    if name in ("LogReg", "Softmax", "LeastSquares", "MLP"):
+        from . import models
+        return getattr(models, name)
+    if name in ("SGD", "Adam"):
+        from . import optim
+        return getattr(optim, name)
     raise AttributeError(f"module 'mpidml' has no attribute {name!r}")

@@ -1,53 +1,291 @@
 """Models: a kernel plus the shapes of its parameters inside one flat buffer.
 
 Parameters live in ONE contiguous numpy array; named tensors are views into it,
-so a collective moves the whole model (or gradient) in one call.
+so a collective moves the whole model (or gradient) in one call. Every model has
+the same small interface (``Model``) and dispatches on the feature container:
+a dense 2-D numpy array or a ``CSRMatrix`` (raw ``data, indices, indptr`` go to the
+CSR kernels). Scratch memory the kernels need is owned by the model and allocated
+once, so a training step allocates nothing.
+
+| model | ``--model`` | labels | parameters |
+| --- | --- | --- | --- |
+| ``LogReg(d)`` | logreg | binary 0/1 | w (d), b |
+| ``Softmax(d, K)`` | softmax | classes 0..K-1 | W (d, K), b (K) |
+| ``LeastSquares(d)`` | lsq | real | w (d), b |
+| ``MLP(d, K, hidden)`` | mlp | classes 0..K-1 | per layer W_l (in, out), b_l (out) |
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .kernels.logreg import logreg_correct_dense, logreg_loss_grad_dense
+from .data.layout import CSRMatrix
+from .kernels._common import add_scaled
+from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
+                             logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
+                             logreg_loss_grad_dense_parallel, new_scratch)
+from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
+from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
+                          mlp_param_count)
+from .kernels.softmax import (softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr,
+                              softmax_loss_grad_dense)
 
-__all__ = ["LogReg"]
+__all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model"]
 
 
-class LogReg:
-    """L2-regularised binary logistic regression on ``d`` dense features.
+class Model:
+    """Common interface. Subclasses set ``label_mode``, ``metric_name``, ``nparams``,
+    ``_weight_slices`` (the L2-regularised parts of the flat vector) and the kernels.
 
-    Objective over n rows: f(w) = (1/n) Σ_i [softplus(z_i) − y_i z_i] + (l2/2)·‖w[:d]‖²
-    (the bias ``w[d]`` is not regularised).
+    Objective over n rows: f(θ) = (1/n) Σ_i loss_i(θ) + (l2/2)·Σ‖W‖² (biases are not
+    regularised). ``loss_grad_sum`` returns the SUM of the data loss over ``rows`` and
+    overwrites ``grad`` with the summed data gradient; the training loop divides by
+    the global row count and then calls ``add_regularizer_grad`` once.
     """
 
-    def __init__(self, d: int, dtype=np.float32, l2: float = 1e-4):
-        self.d = int(d)
+    label_mode = "binary"      # load_shard(..., labels=label_mode)
+    metric_name = "accuracy"   # or "rmse"
+
+    def __init__(self, dtype=np.float32, l2: float = 1e-4):
         self.dtype = np.dtype(dtype)
         self.l2 = float(l2)
 
-    @property
-    def nparams(self) -> int:
-        return self.d + 1
+    nparams: int
+    _weight_slices: list
 
-    def init_params(self) -> np.ndarray:
-        """Zero parameters (identical on every rank without communication)."""
+    def init_params(self, seed: int = 0) -> np.ndarray:
+        """Initial parameters, a pure function of ``seed`` (identical on every rank)."""
         return np.zeros(self.nparams, dtype=self.dtype)
 
     def views(self, params: np.ndarray) -> dict[str, np.ndarray]:
         """Named views into the flat parameter (or gradient) buffer."""
-        return {"weight": params[: self.d], "bias": params[self.d:]}
+        raise NotImplementedError
 
     def loss_grad_sum(self, X, y, rows, params, grad) -> float:
         """Summed data loss over ``rows`` (returned) and summed gradient into ``grad``."""
-        return logreg_loss_grad_dense(X, y, rows, params, grad)
+        raise NotImplementedError
 
-    def correct(self, X, y, rows, params) -> int:
-        return logreg_correct_dense(X, y, rows, params)
+    def metric_sum(self, X, y, rows, params) -> float:
+        """Additive evaluation statistic over ``rows`` (correct count, or squared error)."""
+        raise NotImplementedError
+
+    def finish_metric(self, total: float, count: float) -> float:
+        """Turn the global ``metric_sum`` over ``count`` rows into the reported metric."""
+        if self.metric_name == "rmse":
+            return math.sqrt(total / count)
+        return total / count
 
     def regularizer(self, params) -> float:
-        w = params[: self.d]
-        return 0.5 * self.l2 * float(np.dot(w, w))
+        return 0.5 * self.l2 * sum(float(np.dot(params[s], params[s])) for s in self._weight_slices)
 
     def add_regularizer_grad(self, params, grad) -> None:
-        """grad[:d] += l2 · w, in place."""
-        grad[: self.d] += self.dtype.type(self.l2) * params[: self.d]
+        """grad[W] += l2 · W for every weight block, in place (no temporaries)."""
+        if self.l2:
+            a = self.dtype.type(self.l2)
+            for s in self._weight_slices:
+                add_scaled(grad[s], params[s], a)
+
+
+class LogReg(Model):
+    """L2-regularised binary logistic regression on ``d`` features (dense or CSR).
+
+    ``parallel=True`` uses the ``prange`` kernels (one row chunk and gradient buffer
+    per numba thread); otherwise the single-thread fused kernels.
+    """
+
+    label_mode = "binary"
+    metric_name = "accuracy"
+
+    def __init__(self, d: int, dtype=np.float32, l2: float = 1e-4, parallel: bool = False):
+        super().__init__(dtype, l2)
+        self.d = int(d)
+        self.nparams = self.d + 1
+        self._weight_slices = [slice(0, self.d)]
+        self.parallel = bool(parallel)
+        self._part = None
+        self._scratch = new_scratch()
+
+    def init_params(self, seed: int = 0) -> np.ndarray:
+        """Zero parameters (the problem is convex)."""
+        return np.zeros(self.nparams, dtype=self.dtype)
+
+    def views(self, params):
+        return {"weight": params[: self.d], "bias": params[self.d:]}
+
+    def _parts(self):
+        if self._part is None:
+            import numba
+            self._part = np.empty((numba.get_num_threads(), self.nparams), self.dtype)
+        return self._part
+
+    def loss_grad_sum(self, X, y, rows, params, grad) -> float:
+        if isinstance(X, CSRMatrix):
+            if self.parallel:
+                return logreg_loss_grad_csr_parallel(X.data, X.indices, X.indptr, y, rows, params, grad,
+                                                     self._parts())
+            return logreg_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self._scratch)
+        if self.parallel:
+            return logreg_loss_grad_dense_parallel(X, y, rows, params, grad, self._parts())
+        return logreg_loss_grad_dense(X, y, rows, params, grad, self._scratch)
+
+    def correct(self, X, y, rows, params) -> int:
+        if isinstance(X, CSRMatrix):
+            return logreg_correct_csr(X.data, X.indices, X.indptr, y, rows, params)
+        return logreg_correct_dense(X, y, rows, params)
+
+    metric_sum = correct
+
+
+class Softmax(Model):
+    """Multinomial softmax regression with ``K`` classes on ``d`` features, L2 on W."""
+
+    label_mode = "classes"
+    metric_name = "accuracy"
+
+    def __init__(self, d: int, K: int, dtype=np.float32, l2: float = 1e-4, batch_capacity: int = 512):
+        super().__init__(dtype, l2)
+        self.d, self.K = int(d), int(K)
+        self.nparams = self.d * self.K + self.K
+        self._weight_slices = [slice(0, self.d * self.K)]
+        self._zk = np.empty(self.K)
+        # Dense rows go through the MLP kernel with no hidden layer (same flat layout:
+        # W (d, K) row-major, then b): two BLAS products per chunk beat the per-row
+        # fused loop, whose K-wide inner loops do not vectorise (bench/kernels.py).
+        self._sizes = np.array([self.d, self.K], dtype=np.int64)
+        self.cap = int(batch_capacity)
+        self._act = np.empty(self.cap * self.K, self.dtype)
+        self._dbuf = np.empty(2 * self.cap * self.K, self.dtype)
+        self._gtmp = np.empty(self.nparams, self.dtype)
+        self._xb = np.empty(self.cap * self.d, self.dtype)
+
+    def views(self, params):
+        dk = self.d * self.K
+        return {"weight": params[:dk].reshape(self.d, self.K), "bias": params[dk:]}
+
+    def loss_grad_sum(self, X, y, rows, params, grad) -> float:
+        if isinstance(X, CSRMatrix):
+            return softmax_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self._zk)
+        return mlp_loss_grad_dense(X, y, rows, params, grad, self._sizes, self._act, self._dbuf,
+                                   self._gtmp, self._xb)
+
+    def correct(self, X, y, rows, params) -> int:
+        if isinstance(X, CSRMatrix):
+            return softmax_correct_csr(X.data, X.indices, X.indptr, y, rows, params, self._zk)
+        return softmax_correct_dense(X, y, rows, params, self._zk)
+
+    metric_sum = correct
+
+
+class LeastSquares(Model):
+    """Least squares / ridge regression: ½(x·w + b − y)² per row, (l2/2)‖w‖²."""
+
+    label_mode = "real"
+    metric_name = "rmse"
+
+    def __init__(self, d: int, dtype=np.float32, l2: float = 1e-4):
+        super().__init__(dtype, l2)
+        self.d = int(d)
+        self.nparams = self.d + 1
+        self._weight_slices = [slice(0, self.d)]
+
+    def views(self, params):
+        return {"weight": params[: self.d], "bias": params[self.d:]}
+
+    def loss_grad_sum(self, X, y, rows, params, grad) -> float:
+        if isinstance(X, CSRMatrix):
+            return lsq_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad)
+        return lsq_loss_grad_dense(X, y, rows, params, grad)
+
+    def metric_sum(self, X, y, rows, params) -> float:
+        """Σ (prediction − y)² over ``rows``."""
+        if isinstance(X, CSRMatrix):
+            return lsq_sq_error_csr(X.data, X.indices, X.indptr, y, rows, params)
+        return lsq_sq_error_dense(X, y, rows, params)
+
+
+class MLP(Model):
+    """Multilayer perceptron: ``d`` inputs → ReLU layers ``hidden`` → softmax over ``K``.
+
+    All weights and biases are views of one flat buffer, layer by layer (W_l row-major
+    (in, out), then b_l). Rows are processed in chunks of ``batch_capacity`` (the size
+    of the scratch activations); any minibatch size works.
+    """
+
+    label_mode = "classes"
+    metric_name = "accuracy"
+
+    def __init__(self, d: int, K: int, hidden=(256, 128), dtype=np.float32, l2: float = 1e-4,
+                 batch_capacity: int = 512):
+        super().__init__(dtype, l2)
+        self.d, self.K = int(d), int(K)
+        self.hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
+        self.sizes = np.array([self.d, *self.hidden, self.K], dtype=np.int64)
+        self.nparams = mlp_param_count(self.sizes)
+        self._weight_slices, self._bias_slices, off = [], [], 0
+        for a, b in zip(self.sizes[:-1], self.sizes[1:]):
+            a, b = int(a), int(b)
+            self._weight_slices.append(slice(off, off + a * b))
+            self._bias_slices.append(slice(off + a * b, off + a * b + b))
+            off += a * b + b
+        self.cap = int(batch_capacity)
+        widths = self.sizes[1:]
+        self._act = np.empty(self.cap * int(widths.sum()), self.dtype)
+        self._dbuf = np.empty(2 * self.cap * int(widths.max()), self.dtype)
+        self._gtmp = np.empty(self.nparams, self.dtype)
+        self._xb = np.empty(self.cap * self.d, self.dtype)
+
+    def init_params(self, seed: int = 0) -> np.ndarray:
+        """Random weights from ``seed`` (same on all ranks), zero biases: He-normal
+        N(0, 2/fan_in) for ReLU layers, N(0, 1/fan_in) for the softmax layer (initial
+        loss near log K)."""
+        rng = np.random.default_rng(seed)
+        params = np.zeros(self.nparams, dtype=self.dtype)
+        last = len(self._weight_slices) - 1
+        for l, (s, fan_in) in enumerate(zip(self._weight_slices, self.sizes[:-1])):
+            gain = 1.0 if l == last else 2.0
+            params[s] = rng.standard_normal(s.stop - s.start) * math.sqrt(gain / int(fan_in))
+        return params
+
+    def views(self, params):
+        out = {}
+        for l, (ws, bs) in enumerate(zip(self._weight_slices, self._bias_slices)):
+            out[f"W{l}"] = params[ws].reshape(int(self.sizes[l]), int(self.sizes[l + 1]))
+            out[f"b{l}"] = params[bs]
+        return out
+
+    def loss_grad_sum(self, X, y, rows, params, grad) -> float:
+        if isinstance(X, CSRMatrix):
+            return mlp_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self.sizes,
+                                     self._act, self._dbuf, self._gtmp, self.cap)
+        return mlp_loss_grad_dense(X, y, rows, params, grad, self.sizes, self._act, self._dbuf,
+                                   self._gtmp, self._xb)
+
+    def correct(self, X, y, rows, params) -> int:
+        if isinstance(X, CSRMatrix):
+            return mlp_correct_csr(X.data, X.indices, X.indptr, y, rows, params, self.sizes,
+                                   self._act, self.cap)
+        return mlp_correct_dense(X, y, rows, params, self.sizes, self._act, self._xb)
+
+    metric_sum = correct
+
+
+MODEL_CLASSES = {"logreg": LogReg, "softmax": Softmax, "lsq": LeastSquares, "mlp": MLP}
+MODELS = tuple(MODEL_CLASSES)
+
+
+def make_model(name: str, d: int, n_classes: int = 2, dtype=np.float32, l2: float = 1e-4,
+               hidden=(256, 128), parallel: bool = False) -> Model:
+    """The model called ``name`` (one of ``MODELS``) for ``d`` features."""
+    if name == "logreg":
+        return LogReg(d, dtype, l2, parallel=parallel)
+    if name == "softmax":
+        return Softmax(d, n_classes, dtype, l2)
+    if name == "lsq":
+        return LeastSquares(d, dtype, l2)
+    if name == "mlp":
+        return MLP(d, n_classes, hidden, dtype, l2)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import __version__
+from .models import MODELS
+from .optim import OPTIMIZERS, SCHEDULES, scaled_lr
 
 __all__ = ["TrainConfig", "train", "build_parser", "main"]
 
@@ -41,6 +43,14 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     momentum: float = 0.9
     l2: float = 1e-4
+    model: str = "logreg"
+    hidden: str = "256,128"
+    optimizer: str = "momentum"
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_decay_every: int = 0
+    lr_gamma: float = 0.1
+    lr_reference_batch: int = 0
     seed: int = 0
     metrics: str | None = None
     timeline: str | None = None
@@ -67,8 +77,17 @@ class TrainConfig:
             raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.l2 < 0:
             raise ValueError(f"--l2 must be >= 0, got {self.l2}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "step" and self.lr_decay_every < 1:
+            raise ValueError("--lr-schedule step needs --lr-decay-every >= 1")
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        self.hidden_sizes()
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.lr_reference_batch < 0:
+            raise ValueError("--weight-decay, --warmup-steps and --lr-reference-batch must be >= 0")
         if isinstance(self.memory_budget, str):
             from .data.stream import parse_memory_budget
             self.memory_budget = parse_memory_budget(self.memory_budget)
@@ -82,6 +101,22 @@ class TrainConfig:
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
         if self.test and not self.data:
             raise ValueError("--test needs --data (the default data set brings its own test file)")
+
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """``--hidden 256,128`` as a tuple of layer widths (ValueError if malformed)."""
+        try:
+            sizes = tuple(int(h) for h in self.hidden.split(",") if h.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"--hidden must be comma-separated positive widths, got {self.hidden!r}")
+        return sizes
+
+    def base_lr(self) -> float:
+        """--lr, linearly scaled by batch_size / lr_reference_batch when that is set (Goyal 2017)."""
+        if self.lr_reference_batch:
+            return scaled_lr(self.lr, self.batch_size, self.lr_reference_batch)
+        return self.lr
 
 
 def _launcher_rank() -> int:
@@ -140,10 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GLOBAL minibatch size (summed over ranks); each rank takes its share "
                         "of every step from its own rows")
     g.add_argument("--lr", type=float, default=d.lr, help="base learning rate")
-    g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d.lr_schedule,
-                   help="learning-rate schedule over all steps (cosine decays to 0)")
-    g.add_argument("--momentum", type=float, default=d.momentum, help="heavy-ball momentum (0 = plain SGD)")
-    g.add_argument("--l2", type=float, default=d.l2, help="L2 regularisation strength on the weights")
+    g.add_argument("--lr-schedule", choices=list(SCHEDULES), default=d.lr_schedule,
+                   help="learning-rate schedule over all steps (cosine decays to 0; step multiplies "
+                        "by --lr-gamma every --lr-decay-every steps)")
+    g.add_argument("--momentum", type=float, default=d.momentum,
+                   help="momentum of --optimizer momentum/nesterov (0 = plain SGD)")
+    g.add_argument("--l2", type=float, default=d.l2,
+                   help="L2 regularisation strength on the weights (part of the objective; biases exempt)")
+    g.add_argument("--model", choices=list(MODELS), default=d.model,
+                   help="logreg: binary logistic (labels 0/1); softmax: multinomial logistic and "
+                        "mlp: ReLU perceptron with softmax output (labels 0..K-1, K = max label + 1); "
+                        "lsq: least squares / ridge (real labels, reports RMSE)")
+    g.add_argument("--hidden", metavar="W1,W2,...", default=d.hidden,
+                   help="hidden layer widths of --model mlp")
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer,
+                   help="sgd; momentum (heavy ball, --momentum); nesterov; adam (beta 0.9/0.999)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay w -= lr*wd*w per step (AdamW-style), on all parameters")
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="linear learning-rate warm-up over the first steps")
+    g.add_argument("--lr-decay-every", type=int, default=d.lr_decay_every,
+                   help="steps between decays of --lr-schedule step")
+    g.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="decay factor of --lr-schedule step")
+    g.add_argument("--lr-reference-batch", type=int, default=d.lr_reference_batch,
+                   help="linear scaling rule: use lr * batch-size / this (0 = use --lr as given)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for the per-epoch shuffling of rows")
     g = p.add_argument_group("checkpoints and faults")
     g.add_argument("--checkpoint-dir", metavar="DIR", default=d.checkpoint_dir,
@@ -191,7 +246,7 @@ def _warm_up_kernels(comm, model, X, y, log) -> float:
         params = model.init_params()
         grad = np.empty_like(params)
         model.loss_grad_sum(X, y, rows, params, grad)
-        model.correct(X, y, rows, params)
+        model.metric_sum(X, y, rows, params)
 
     t0 = time.perf_counter()
     if comm.Get_rank() == 0:
@@ -234,12 +289,12 @@ def train(cfg: TrainConfig, comm) -> dict:
     returns the same summary dict (final objective, test accuracy, parameters …)."""
     from .comm.ring import counters, ring_allreduce
     from .data.cache import ensure_default_dataset
+    from .checkpoint import Checkpointer
     from .data.batches import InMemoryRows, StreamedRows, loss_grad_pieces
     from .data.loader import load_shard_collective
     from .data.stream import open_stream_collective
-    from .models import LogReg
-    from .optim import SGD, lr_at
-    from .checkpoint import Checkpointer
+    from .models import MODEL_CLASSES, make_model
+    from .optim import lr_at, make_optimizer
     from .runtime.errors import EXIT_NUMERIC, CollectiveError, MpidmlError, fail_together
     from .runtime.faults import parse_fault
     from .runtime.signals import EXIT_STOPPED, StopRequest
@@ -258,21 +313,20 @@ def train(cfg: TrainConfig, comm) -> dict:
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=_Log(rank, False, None).always)
     log = fail_together(comm, "opening the metrics file", _Log, rank, cfg.quiet, cfg.metrics)
 
+    label_mode = MODEL_CLASSES[cfg.model].label_mode  # binary | classes | real
+
     def check_loaded(shard, test):
-        for s in (shard, test):
-            if s is not None and s.sparse:
-                raise MpidmlError(f"{s.path}: /X is sparse (CSR); the logreg model needs dense /X")
         if test is not None and test.d != shard.d:
             raise MpidmlError(f"{cfg.test}: /X has {test.d} features but {cfg.data} has {shard.d}")
 
     t0 = time.perf_counter()
     stream = None
     if cfg.memory_budget and not cfg.stream_in_memory:
-        stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, "binary", log=log.always)
+        stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always)
         shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
     else:
-        shard = load_shard_collective(comm, cfg.data, "binary", log=log.always)
-    test = load_shard_collective(comm, cfg.test, "binary", log=log.always,
+        shard = load_shard_collective(comm, cfg.data, label_mode, log=log.always)
+    test = load_shard_collective(comm, cfg.test, label_mode, log=log.always,
                                  what="loading the test data") if cfg.test else None
     fail_together(comm, "loading the data", check_loaded, shard, test)
     t_load = time.perf_counter() - t0
@@ -285,20 +339,25 @@ def train(cfg: TrainConfig, comm) -> dict:
             source = InMemoryRows(shard.X, shard.y, [b - a for a, b in plan.ranges])
     else:
         source = InMemoryRows(shard.X, shard.y)
-    model = LogReg(d, dtype=dtype, l2=cfg.l2)
+    n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
+    model = make_model(cfg.model, d, n_classes, dtype, cfg.l2, cfg.hidden_sizes())
     t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always)
 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
-    params = model.init_params()
-    opt = SGD(params, momentum=cfg.momentum)
+    params = model.init_params(seed=cfg.seed)  # a pure function of the seed: same on all ranks
+    opt = make_optimizer(cfg.optimizer, params, cfg.momentum, cfg.weight_decay)
+    base_lr = cfg.base_lr()
+    metric_key = f"test_{model.metric_name}"
     npar = model.nparams
     buf = np.zeros(npar + 3, dtype=dtype)          # [grad sums | loss sum | count | stop flag]
 
     # Checkpoints hold the state every rank shares (parameters, optimizer buffers) and the
     # step; the data position follows from it, the per-epoch order being a pure function
     # of (seed, epoch, rank).
-    model_desc = {"kind": "logreg", "d": d, "dtype": str(dtype), "nparams": npar}
+    model_desc = {"kind": cfg.model, "d": d, "dtype": str(dtype), "nparams": npar,
+                  "classes": n_classes, "hidden": cfg.hidden if cfg.model == "mlp" else "",
+                  "optimizer": cfg.optimizer}
     ckpt = None
     start_step = 0
     if cfg.checkpoint_dir:
@@ -311,8 +370,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                 log.always(f"resume: no checkpoint in {cfg.checkpoint_dir}; starting from step 0")
             else:
                 params[:] = found.state["params"]
-                if opt.velocity is not None and "velocity" in found.state:
-                    opt.velocity[:] = found.state["velocity"]
+                opt.load_state(found.state)
                 start_step = int(found.meta["step"])
                 was = found.meta.get("world_size")
                 log.always(f"resume: {found.path} (step {start_step}, written by {was} rank(s))"
@@ -322,9 +380,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     def save_checkpoint(step_done: int) -> str | None:
         if ckpt is None:
             return None
-        state = {"params": params}
-        if opt.velocity is not None:
-            state["velocity"] = opt.velocity
+        state = {"params": params, **opt.state()}
         return ckpt.save(step_done, {"epoch": step_done // steps_per_epoch,
                                      "step_in_epoch": step_done % steps_per_epoch}, state)
     evalbuf = np.zeros(npar + 4, dtype=np.float64)  # [grad | loss | count | correct | test count]
@@ -337,13 +393,14 @@ def train(cfg: TrainConfig, comm) -> dict:
         "hosts": sorted(set(comm.allgather(socket.gethostname()))),
         "python": platform.python_version(), "config": asdict(cfg),
         "n_train": n, "n_test": test.n_total if test else 0, "d": d, "dtype": str(dtype),
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch, "model": cfg.model, "n_classes": n_classes,
+        "nparams": npar, "lr_scaled": base_lr,
     }
     log.record(header)
     log.always(
-        f"mpidml {__version__}: {size} rank(s), logreg on {cfg.data} ({n} x {d} {dtype}), "
-        f"global batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, lr {cfg.lr} {cfg.lr_schedule}, "
-        f"momentum {cfg.momentum}, l2 {cfg.l2}")
+        f"mpidml {__version__}: {size} rank(s), {_describe(cfg, n_classes)} on {cfg.data} ({n} x {d} {dtype}), "
+        f"global batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} {cfg.lr_schedule}, "
+        f"{_describe_optimizer(cfg)}, l2 {cfg.l2}")
     log.always(f"start-up: data load {t_load:.2f} s, kernel compile/load {t_compile:.2f} s")
 
     def evaluate():
@@ -354,13 +411,14 @@ def train(cfg: TrainConfig, comm) -> dict:
             evalbuf[:npar] += evalgrad
         evalbuf[npar + 1] = source.n
         if test is not None:
-            evalbuf[npar + 2] = model.correct(test.X, test.y, test_rows, params)
+            evalbuf[npar + 2] = model.metric_sum(test.X, test.y, test_rows, params)
             evalbuf[npar + 3] = test.n
         ring_allreduce(comm, evalbuf)
         grad = evalbuf[:npar] / max(evalbuf[npar + 1], 1)
-        grad[:d] += cfg.l2 * params[:d]
+        model.add_regularizer_grad(params, grad)
         objective = evalbuf[npar] / max(evalbuf[npar + 1], 1) + model.regularizer(params)
-        acc = evalbuf[npar + 2] / evalbuf[npar + 3] if test is not None and evalbuf[npar + 3] else None
+        acc = (model.finish_metric(evalbuf[npar + 2], evalbuf[npar + 3])
+               if test is not None and evalbuf[npar + 3] else None)
         return float(objective), float(np.linalg.norm(grad)), acc
 
     objective0, gnorm0, _ = evaluate()
@@ -409,7 +467,8 @@ def train(cfg: TrainConfig, comm) -> dict:
                 grad = buf[:npar]
                 grad *= dtype.type(1.0 / count)
                 model.add_regularizer_grad(params, grad)
-                opt.step(grad, lr_at(step, total_steps, cfg.lr, cfg.lr_schedule))
+                opt.step(grad, lr_at(step, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
+                                     cfg.lr_decay_every, cfg.lr_gamma))
             step += 1
             if buf[npar + 2] > 0:          # some rank got SIGTERM/SIGUSR1: all stop here
                 stopped_by = 1
@@ -428,11 +487,11 @@ def train(cfg: TrainConfig, comm) -> dict:
                               f"lower --lr (now {cfg.lr})")
         rec = {"type": "epoch", "epoch": epoch, "step": step, "samples": epoch * n,
                "train_seconds": train_time, "objective": objective, "grad_norm": gnorm,
-               "test_accuracy": acc, "samples_per_second": n / elapsed,
+               metric_key: acc, "samples_per_second": n / elapsed,
                "bytes_communicated": counters.total}
         history.append(rec)
         log.record(rec)
-        acc_s = f"  test_acc {acc:.4f}" if acc is not None else ""
+        acc_s = f"  {metric_key} {acc:.4f}" if acc is not None else ""
         log.info(f"epoch {epoch:>3}/{cfg.epochs}  objective {objective:.6f}{acc_s}  "
                  f"samples/s {n / elapsed:,.0f}  ({elapsed:.2f} s)")
         if stopped_by:
@@ -450,14 +509,14 @@ def train(cfg: TrainConfig, comm) -> dict:
         raise SystemExit(EXIT_STOPPED)
     if not history:   # resumed from a finished run: nothing left to do
         objective, gnorm, acc = evaluate()
-        history.append({"objective": objective, "grad_norm": gnorm, "test_accuracy": acc})
+        history.append({"objective": objective, "grad_norm": gnorm, metric_key: acc})
 
     digests = comm.allgather(_digest(params))
     byte_counts = comm.allgather(counters.total)
     summary = {
         "type": "summary", "epochs": cfg.epochs, "steps": step, "world_size": size,
         "objective_initial": objective0, "objective": history[-1]["objective"],
-        "grad_norm": history[-1]["grad_norm"], "test_accuracy": history[-1]["test_accuracy"],
+        "grad_norm": history[-1]["grad_norm"], metric_key: history[-1][metric_key],
         "train_seconds": train_time, "startup_seconds": t_load + t_compile,
         "compile_seconds": t_compile, "load_seconds": t_load,
         "wall_seconds": time.perf_counter() - t_start,
@@ -470,11 +529,11 @@ def train(cfg: TrainConfig, comm) -> dict:
     log.close()
     if stream is not None:
         stream.close()
-    acc = summary["test_accuracy"]
+    acc = summary[metric_key]
     log.always(
         f"done: {cfg.epochs} epochs, {step} steps in {train_time:.2f} s training "
         f"(+ {summary['startup_seconds']:.2f} s start-up); objective {objective0:.6f} -> "
-        f"{summary['objective']:.6f}" + (f", test accuracy {acc:.4f}" if acc is not None else "")
+        f"{summary['objective']:.6f}" + (f", {metric_key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
         + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
         f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}")
     summary["params"] = params
@@ -504,6 +563,32 @@ def parse_args(argv=None) -> argparse.Namespace:
             values[dest] = value
         parser.set_defaults(**values)
     return parser.parse_args(argv)
+
+
+def _count_classes(comm, shard, test) -> int:
+    """K = 1 + the largest class label on any rank (train and test), at least 2."""
+    from mpi4py import MPI
+
+    top = max([int(s.y.max()) for s in (shard, test) if s is not None and s.n] or [0])
+    return max(2, comm.allreduce(top, op=MPI.MAX) + 1)
+
+
+def _describe(cfg: TrainConfig, n_classes: int) -> str:
+    if cfg.model == "mlp":
+        return f"mlp {cfg.hidden.replace(',', '-')}-{n_classes}"
+    return f"softmax K={n_classes}" if cfg.model == "softmax" else cfg.model
+
+
+def _describe_optimizer(cfg: TrainConfig) -> str:
+    if cfg.optimizer in ("momentum", "nesterov") and cfg.momentum:
+        text = f"{cfg.optimizer} {cfg.momentum}"
+    else:
+        text = "sgd" if cfg.optimizer != "adam" else "adam"
+    if cfg.weight_decay:
+        text += f", weight decay {cfg.weight_decay}"
+    if cfg.warmup_steps:
+        text += f", warm-up {cfg.warmup_steps} steps"
+    return text
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,94 @@
+"""Least-squares (ridge) regression kernels, dense and CSR rows, float32 and float64.
+
+Parameters: one flat vector ``w`` of length d + 1 (weights, then bias). Labels are
+real numbers. Loss of a row: ½(z − y)² with z = x·w[:d] + w[d]; gradient (z − y)·[x, 1].
+Fused (X read once per call); ridge (L2) is added by the model to the mean gradient.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._common import FASTMATH, zero
+
+__all__ = ["lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
+           "lsq_sq_error_csr", "lsq_loss_grad_reference"]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lsq_loss_grad_dense(X, y, rows, w, grad):
+    """Σ over ``rows`` of ½(z − y)² (returned, float64); summed gradient overwrites ``grad``."""
+    d = X.shape[1]
+    zero(grad)
+    loss = 0.0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        x = X[i]
+        z = w[d]
+        for j in range(d):
+            z += x[j] * w[j]
+        r = float(z) - float(y[i])
+        loss += 0.5 * r * r
+        s = grad.dtype.type(r)
+        for j in range(d):
+            grad[j] += s * x[j]
+        grad[d] += s
+    return loss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lsq_sq_error_dense(X, y, rows, w):
+    """Σ over ``rows`` of (z − y)² (float64): the numerator of the RMSE."""
+    d = X.shape[1]
+    sse = 0.0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        z = w[d]
+        for j in range(d):
+            z += X[i, j] * w[j]
+        r = float(z) - float(y[i])
+        sse += r * r
+    return sse
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lsq_loss_grad_csr(data, indices, indptr, y, rows, w, grad):
+    """CSR version of ``lsq_loss_grad_dense`` (d = len(w) − 1)."""
+    d = w.shape[0] - 1
+    zero(grad)
+    loss = 0.0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        lo, hi = indptr[i], indptr[i + 1]
+        z = w[d]
+        for p in range(lo, hi):
+            z += data[p] * w[indices[p]]
+        r = float(z) - float(y[i])
+        loss += 0.5 * r * r
+        s = grad.dtype.type(r)
+        for p in range(lo, hi):
+            grad[indices[p]] += s * data[p]
+        grad[d] += s
+    return loss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lsq_sq_error_csr(data, indices, indptr, y, rows, w):
+    """Σ over CSR ``rows`` of (z − y)²."""
+    d = w.shape[0] - 1
+    sse = 0.0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        z = w[d]
+        for p in range(indptr[i], indptr[i + 1]):
+            z += data[p] * w[indices[p]]
+        r = float(z) - float(y[i])
+        sse += r * r
+    return sse
+
+
+def lsq_loss_grad_reference(X, y, w):
+    """Plain numpy reference (float64): summed ½ squared error and gradient."""
+    X = np.asarray(X, np.float64)
+    w = np.asarray(w, np.float64)
+    r = X @ w[:-1] + w[-1] - np.asarray(y, np.float64)
+    return 0.5 * np.sum(r * r), np.concatenate([X.T @ r, [r.sum()]])
