@@ -69,9 +69,9 @@ def test_more_ranks_than_rows_is_a_warning(tmp_path):
     assert "rows per rank [1, 1, 0, 0]" in res.stdout and res.stdout.count("warning") == 1
 
 
-def test_train_on_shard_directory_with_pm1_labels_and_csr_refusal(tmp_path):
+def test_train_on_shard_directory_with_pm1_labels_and_csr(tmp_path):
     """Through the training CLI: a directory of -1/+1 shard files trains (mapping said once);
-    a CSR data set is refused with a clear message (the logreg kernel is dense)."""
+    a CSR (click-log) data set trains through the sparse kernels."""
     from mpidml.data.synth import binary_dense_blocks, clicklog_csr_blocks, write_blocks
 
     blocks = ((X, 2 * y - 1) for X, y in binary_dense_blocks(900, 4, seed=2))
@@ -80,7 +80,12 @@ def test_train_on_shard_directory_with_pm1_labels_and_csr_refusal(tmp_path):
     assert res.returncode == 0, res.output
     assert res.stdout.count("binary labels are -1/+1; mapped to 0/1") == 1
     assert "(900 x 4 float32)" in res.stdout and "replicas identical: yes" in res.stdout
-    write_blocks(str(tmp_path / "ck.h5"), clicklog_csr_blocks(50, 100, 5, seed=1), 50, 100, np.float32,
-                 np.float32, sparse=True)
-    res = run_mpi(2, ["-m", "mpidml.train", "--data", str(tmp_path / "ck.h5")], timeout=90)
-    assert res.returncode == 2 and "/X is sparse (CSR); the logreg model needs dense /X" in res.stderr, res.output
+    write_blocks(str(tmp_path / "ck.h5"), clicklog_csr_blocks(2000, 1000, 5, seed=1), 2000, 1000,
+                 np.float32, np.float32, sparse=True)
+    metrics = tmp_path / "ck.jsonl"
+    res = run_mpi(3, ["-m", "mpidml.train", "--data", str(tmp_path / "ck.h5"), "--epochs", "3",
+                      "--batch-size", "128", "--metrics", str(metrics), "-q"], timeout=90)
+    assert res.returncode == 0 and "replicas identical: yes" in res.stdout, res.output
+    import json
+    summary = [json.loads(line) for line in open(metrics)][-1]
+    assert summary["objective"] < summary["objective_initial"] - 0.01
