@@ -316,7 +316,6 @@ def train(cfg: TrainConfig, comm) -> dict:
         train_time += elapsed
         objective, gnorm, acc = evaluate()
         if not math.isfinite(objective):
-            from .runtime.errors import MpidmlError
             raise MpidmlError(f"objective became {objective} at epoch {epoch} (step {step}); "
                               f"lower --lr (now {cfg.lr})")
         rec = {"type": "epoch", "epoch": epoch, "step": step, "samples": epoch * n,

@@ -91,3 +91,16 @@ def test_streamed_training_equals_in_memory(p, tmp_path):
     assert r["identical"], r  # same row order -> the same model, bit for bit
     assert r["objective_streamed"] < r["initial"] - 0.05  # it trained
     assert abs(r["objective_streamed"] - r["objective_plain"]) < 0.01, r
+
+
+def test_train_cli_memory_budget(tmp_path):
+    from mpidml.data.synth import make_binary_dense
+
+    path = str(tmp_path / "t.h5")
+    make_binary_dense(path, 2000, 5, seed=1)
+    res = run_mpi(2, ["-m", "mpidml.train", "--data", path, "--memory-budget", "256M", "--epochs", "2",
+                      "--batch-size", "200", "-q"], timeout=90)
+    assert res.returncode == 0 and "replicas identical: yes" in res.stdout, res.output
+    res = run_mpi(2, ["-m", "mpidml.train", "--data", path, "--memory-budget", "100M"], timeout=90)
+    assert res.returncode == 2 and "--memory-budget must be >= 256M, got 100M" in res.stderr, res.output
+    assert res.stderr.count("mpidml: error") == 1

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..runtime.errors import fail_together
 from .layout import DataSet, open_dataset
-from .loader import LabelPlan, RowReader, _check_labels, decide_labels, label_summary
+from .loader import LabelPlan, RowReader, announce, check_labels, decide_labels, label_summary
 from .partition import file_spans, shard_rows
 
 __all__ = ["MIN_MEMORY_BUDGET", "CHUNK_CACHE_BYTES", "Chunk", "ChunkStream", "chunk_bytes_for",
@@ -107,7 +107,7 @@ class ChunkStream:
                 continue
             per_nnz = ds.dtype.itemsize + ds.files[i].index_dtype.itemsize
             per_row = 8 + y_item
-            f = self.reader._file(i)
+            f = self.reader.file(i)
             s = a
             probe = max(1, self.chunk_bytes // (8 * per_row))  # indptr read in bounded pieces
             while s < b:
@@ -167,10 +167,10 @@ def _scan_own_labels(ds: DataSet, start: int, stop: int, labels: str, block: int
     out = []
     with RowReader(ds, chunk_cache_bytes=CHUNK_CACHE_BYTES) as reader:
         for i, a, b in file_spans(ds.offsets, start, stop):
-            y = reader._file(i)["y"]
+            y = reader.file(i)["y"]
             for s in range(a, b, block):
                 ys = y[s:min(b, s + block)]
-                _check_labels(ys, ds.offsets[i] + s, labels, reader)
+                check_labels(ys, ds.offsets[i] + s, labels, reader)
                 out.append(label_summary(ys, ds.offsets[i] + s, labels))
     return out
 
@@ -207,10 +207,6 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
         return stream
 
     stream = fail_together(comm, what, make)
-    if log is not None and rank == 0:
-        if stream.plan.map_pm1:
-            log(f"{ds.spec}: binary labels are -1/+1; mapped to 0/1 (-1 -> 0, +1 -> 1)")
-        if size > ds.n:
-            log(f"warning: {size} ranks but {ds.spec} has only {ds.n} rows: "
-                f"{size - ds.n} rank(s) hold no rows and contribute weight 0")
+    if rank == 0:
+        announce(log, ds, stream.plan, size)
     return stream
