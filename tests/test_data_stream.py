@@ -41,7 +41,7 @@ def test_chunks_cover_the_range_within_budget(tmp_path, sparse, prefetch):
                 got = np.concatenate([dense(c.X) for c in chunks]) if chunks else X[:0]
                 np.testing.assert_array_equal(got, X[start:stop])
                 for c in chunks:
-                    assert chunk_nbytes(c) <= chunk_bytes_for(budget, prefetch) + 8 or c.n == 1
+                    assert chunk_nbytes(c) <= chunk_bytes_for(budget) + 8 or c.n == 1
                     assert c.X.dtype == np.float64
             if stop - start > 200:
                 assert len(chunks) >= 4  # really chunked
