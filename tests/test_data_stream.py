@@ -104,3 +104,20 @@ def test_train_cli_memory_budget(tmp_path):
     res = run_mpi(2, ["-m", "mpidml.train", "--data", path, "--memory-budget", "100M"], timeout=90)
     assert res.returncode == 2 and "--memory-budget must be >= 256M, got 100M" in res.stderr, res.output
     assert res.stderr.count("mpidml: error") == 1
+
+
+def test_streamed_bad_values_fail_all_ranks_before_training(tmp_path):
+    """Out-of-core mode validates every chunk up front: a NaN deep in rank 1's rows stops
+    every rank with one message (exit 2), never one rank in the middle of an epoch."""
+    import h5py
+
+    from mpidml.data.synth import binary_dense_blocks, write_blocks
+
+    d = str(tmp_path / "nan")
+    write_blocks(d, binary_dense_blocks(3000, 4, seed=1), 3000, 4, np.float32, np.float32, shards=2)
+    with h5py.File(os.path.join(d, "part-00001.h5"), "r+") as f:
+        f["X"][1234, 2] = np.inf  # global row 2734: rank 1 of 2
+    res = run_mpi(2, ["-m", "mpidml.train", "--data", d, "--memory-budget", "256M"], timeout=90)
+    assert res.returncode == 2, res.output
+    assert "part-00001.h5: /X has NaN or inf in row 1234 (global row 2734)" in res.stderr
+    assert "rank 1: " in res.stderr and res.stderr.count("mpidml: error") == 1
