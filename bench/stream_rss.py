@@ -6,16 +6,16 @@
 ``run`` measures on every rank: the baseline (peak RSS after importing everything and
 compiling/loading the kernels, before any data: interpreter + libraries), then trains
 one epoch of logistic regression with ``--memory-budget`` (validation pass, objective
-passes and the epoch: every byte of the shard read 4 times), once with prefetching and
-once without, and reports the peak RSS (``ru_maxrss``; h5py's chunk cache and every
-temporary included) and seconds per pass. Rank 0 prints a table and one JSON line.
+passes and the epoch: every byte of the shard read 4 times) with prefetching on, off or
+auto (one setting per process, so each peak is its own), and reports the peak RSS
+(``ru_maxrss``; h5py's chunk cache and every temporary included) and the epoch time.
+Rank 0 prints a table and one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -41,7 +41,7 @@ def make(args) -> None:
     d = args.d
     rows = int(args.gb * 1e9 / (d * 4 + 4))
     t0 = time.perf_counter()
-    write_blocks(args.data, binary_dense_blocks(rows, d, seed=1, block_rows=65536), rows, d,
+    write_blocks(args.data, binary_dense_blocks(rows, d, seed=args.seed, block_rows=65536), rows, d,
                  np.float32, np.float32, shards=args.shards)
     print(f"wrote {args.data}: {rows} x {d} float32 in {args.shards} shards "
           f"({rows * (d * 4 + 4) / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
@@ -69,17 +69,17 @@ def run(args) -> None:
         comm.Barrier()
     baseline = rss_peak_bytes()
     records = []
-    for prefetch in (True, False):
-        import mpidml.data.stream as stream_mod
+    import mpidml.data.stream as stream_mod
 
-        stream_mod.DEFAULT_PREFETCH = prefetch
-        t0 = time.perf_counter()
-        s = train(TrainConfig(data=args.data, epochs=1, batch_size=args.batch_size, lr=0.5, quiet=True,
-                              memory_budget=budget), comm)
-        wall = time.perf_counter() - t0
-        records.append({"prefetch": prefetch, "train_seconds": s["train_seconds"],
-                        "wall_seconds": wall, "objective": s["objective"],
-                        "peak_rss": rss_peak_bytes(), "rss_now": rss_now_bytes()})
+    stream_mod.DEFAULT_PREFETCH = {"on": True, "off": False, "auto": None}[args.prefetch]
+    prefetch = args.prefetch if args.prefetch != "auto" else f"auto:{stream_mod.prefetch_pays_off(comm)}"
+    t0 = time.perf_counter()
+    s = train(TrainConfig(data=args.data, epochs=1, batch_size=args.batch_size, lr=0.5, quiet=True,
+                          memory_budget=budget), comm)
+    wall = time.perf_counter() - t0
+    records.append({"prefetch": prefetch, "train_seconds": s["train_seconds"],
+                    "wall_seconds": wall, "objective": s["objective"],
+                    "peak_rss": rss_peak_bytes(), "rss_now": rss_now_bytes()})
     per_rank = comm.gather({"rank": rank, "baseline": baseline, "runs": records}, root=0)
     if rank == 0:
         from mpidml.data.layout import open_dataset
@@ -95,7 +95,6 @@ def run(args) -> None:
         ok = True
         for r in per_rank:
             for rec in r["runs"]:
-                # the peak is monotone over the process: the second run's peak covers both
                 good = rec["peak_rss"] <= bound(r["baseline"])
                 ok = ok and good
                 print(f"{r['rank']:>4} {str(rec['prefetch']):>8} {r['baseline'] / 2**20:>13.0f} "
@@ -115,10 +114,12 @@ def main() -> int:
     m.add_argument("--gb", type=float, default=2.7)
     m.add_argument("--d", type=int, default=100)
     m.add_argument("--shards", type=int, default=4)
+    m.add_argument("--seed", type=int, default=1)
     r = sub.add_parser("run", help="measure (under mpiexec)")
     r.add_argument("data")
     r.add_argument("--budget", default="256M")
     r.add_argument("--batch-size", type=int, default=8192)
+    r.add_argument("--prefetch", choices=["on", "off", "auto"], default="auto")
     args = p.parse_args()
     make(args) if args.cmd == "make" else run(args)
     return 0

@@ -1,6 +1,6 @@
 """Data loading under real mpiexec at p = 1, 2, 3, 4: the union of the ranks' rows is
 exactly the data set (dense and CSR, one file and shard files, contiguous and
-per-epoch shuffled), and -1/+1 labels are detected over all ranks."""
+per-epoch shuffled, and streamed out-of-core), and -1/+1 labels are detected over all ranks."""
 
 import json
 import os
@@ -17,7 +17,7 @@ def test_union_of_rank_rows_is_the_data_set(p, tmp_path):
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["size"] == p
     cases = report["results"]
-    assert len(cases) == 5 * 4 + 1
+    assert len(cases) == 5 * 6 + 1
     bad = [c for c in cases if not c["ok"]]
     assert not bad, bad
     # said once, by rank 0

@@ -138,17 +138,16 @@ def open_h5(path: str, chunk_cache_bytes: int | None = None) -> h5py.File:
         raise MpidmlError(f"{path}: permission denied (file not readable)") from None
     except OSError as exc:
         raise MpidmlError(f"{path}: cannot read ({exc.strerror})") from None
-    if magic != b"\x89HDF\r\n\x1a\n":
-        # (HDF5 allows a user block before the signature; such files are rare here.)
-        if not magic:
-            raise MpidmlError(f"{path}: empty file (0 bytes), not HDF5")
-        raise MpidmlError(f"{path}: not an HDF5 file (corrupt, or another format: "
-                          "convert it with `python -m mpidml.data convert`)")
     try:
         # locking=False: read-only opens on parallel file systems without flock.
         kw = {} if chunk_cache_bytes is None else {"rdcc_nbytes": int(chunk_cache_bytes)}
         return h5py.File(path, "r", locking=False, **kw)
     except OSError as exc:
+        if not magic:
+            raise MpidmlError(f"{path}: empty file (0 bytes), not HDF5") from None
+        if magic != b"\x89HDF\r\n\x1a\n":  # (a file with an HDF5 user block opens above)
+            raise MpidmlError(f"{path}: not an HDF5 file (corrupt, or another format: "
+                              "convert it with `python -m mpidml.data convert`)") from None
         raise MpidmlError(f"{path}: cannot open as HDF5, truncated or corrupt file ({exc})") from None
 
 

@@ -21,7 +21,6 @@ Errors are ``MpidmlError`` naming file, dataset and row.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import h5py
@@ -33,7 +32,7 @@ from .layout import (LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows,
 from .partition import file_spans, shard_rows
 
 __all__ = ["Shard", "load_shard", "load_shard_collective", "load_feature_block", "read_header", "RowReader",
-           "LabelPlan", "label_summary", "decide_labels", "READ_BLOCK_BYTES"]
+           "LabelPlan", "label_summary", "decide_labels", "check_labels", "announce", "READ_BLOCK_BYTES"]
 
 # Row-set reads (shuffled / sampled rows) go through blocks of about this many bytes.
 READ_BLOCK_BYTES = 64 << 20
@@ -125,7 +124,8 @@ class RowReader:
         self._cache = chunk_cache_bytes
         self._files: dict[int, h5py.File] = {}
 
-    def _file(self, i: int) -> h5py.File:
+    def file(self, i: int) -> h5py.File:
+        """The open h5py file of shard ``i`` (opened on first use)."""
         if i not in self._files:
             self._files[i] = open_h5(self.ds.files[i].path, chunk_cache_bytes=self._cache)
         return self._files[i]
@@ -172,7 +172,7 @@ class RowReader:
         return X, y
 
     def _read_dense(self, i, a, b, X_out, y_out) -> None:
-        f, path = self._file(i), self.ds.files[i].path
+        f, path = self.file(i), self.ds.files[i].path
         c0, c1 = self.columns
         for name, out, sel in (("X", X_out, np.s_[a:b, c0:c1]), ("y", y_out, np.s_[a:b])):
             try:
@@ -184,7 +184,7 @@ class RowReader:
             self._bad_row(i, a + int(np.argmax(bad)), "/X has NaN or inf in")
 
     def _read_csr(self, i, a, b):
-        f, schema = self._file(i), self.ds.files[i]
+        f, schema = self.file(i), self.ds.files[i]
         path = schema.path
         try:
             indptr = f["X/indptr"][a:b + 1].astype(np.int64, copy=False)
@@ -327,7 +327,7 @@ def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int |
     return LabelPlan(mode)
 
 
-def _check_labels(y: np.ndarray, rows0, mode: str, reader: RowReader, rows=None) -> None:
+def check_labels(y: np.ndarray, rows0, mode: str, reader: RowReader, rows=None) -> None:
     ok, rule = _VALID[mode]
     bad = ~ok(y)
     if bad.any():
@@ -351,12 +351,12 @@ def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows,
         if rows is None:
             start, stop = shard_rows(ds.n, size, rank)
             X, y = reader.read(start, stop)
-            _check_labels(y, start, labels, reader)
+            check_labels(y, start, labels, reader)
             summary = label_summary(y, start, labels)
         else:
             rows = np.asarray(rows, dtype=np.int64)
             X, y = reader.read_rows(rows)
-            _check_labels(y, 0, labels, reader, rows)
+            check_labels(y, 0, labels, reader, rows)
             order = np.argsort(rows, kind="stable")
             summary = label_summary(y[order], 0, labels)
             for key in ("neg1", "zero", "max_row"):  # positions in sorted order -> global rows
@@ -372,10 +372,10 @@ def _scan_labels(ds: DataSet, labels: str, block: int = 1 << 20) -> list[dict]:
     out = []
     with RowReader(ds) as reader:
         for i, f in enumerate(ds.files):
-            y = reader._file(i)["y"]
+            y = reader.file(i)["y"]
             for a in range(0, f.n, block):
                 ys = y[a:min(f.n, a + block)]
-                _check_labels(ys, ds.offsets[i] + a, labels, reader)
+                check_labels(ys, ds.offsets[i] + a, labels, reader)
                 out.append(label_summary(ys, ds.offsets[i] + a, labels))
     return out
 
@@ -430,13 +430,20 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
 
     label_plan = fail_together(comm, f"{what} (labels)", plan)
     _apply(label_plan, shard)
-    if log is not None and rank == 0:
-        if label_plan.map_pm1:
-            log(f"{shard.dataset.spec}: binary labels are -1/+1; mapped to 0/1 (-1 -> 0, +1 -> 1)")
-        if rows is None and size > shard.n_total:
-            log(f"warning: {size} ranks but {shard.dataset.spec} has only {shard.n_total} rows: "
-                f"{size - shard.n_total} rank(s) hold no rows and contribute weight 0")
+    if rank == 0:
+        announce(log, shard.dataset, label_plan, size if rows is None else 0)
     return shard
+
+
+def announce(log, ds: DataSet, plan: LabelPlan, size: int) -> None:
+    """Rank 0's notes on a loaded data set: -1/+1 labels mapped; ranks without rows."""
+    if log is None:
+        return
+    if plan.map_pm1:
+        log(f"{ds.spec}: binary labels are -1/+1; mapped to 0/1 (-1 -> 0, +1 -> 1)")
+    if size > ds.n:
+        log(f"warning: {size} ranks but {ds.spec} has only {ds.n} rows: "
+            f"{size - ds.n} rank(s) hold no rows and contribute weight 0")
 
 
 def load_feature_block(path, size: int, rank: int, labels: str = "binary") -> Shard:

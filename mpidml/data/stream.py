@@ -2,13 +2,14 @@
 
 A rank's rows (a global range, possibly spanning files) are read chunk by chunk; while
 the caller computes on chunk k, a background thread reads chunk k+1 (``prefetch``),
-which pays off because the numba kernels release the GIL (``nogil=True``) and h5py
-reads run in the other thread. Chunks never cross file boundaries.
+which pays off when a core is free for it: the numba kernels release the GIL
+(``nogil=True``) and h5py reads run in the other thread. By default it is on when the
+node has at least two cores per rank (``prefetch_pays_off``). Chunks never cross files.
 
 Memory model, for a budget B (``--memory-budget``, at least 256 MB on the CLI): a
 training step whose rows straddle a chunk boundary needs chunks k and k+1 while chunk
 k+2 is being prefetched, so up to three chunk buffers are alive: each chunk holds at
-most ``chunk_bytes = 0.3·B`` (``0.45·B`` without prefetch: two buffers). Add h5py's
+most ``chunk_bytes = 0.3·B`` (without prefetch only two are alive). Add h5py's
 chunk cache (``CHUNK_CACHE_BYTES`` per open dataset) and validation temporaries kept
 small (float64 reductions, no per-element masks unless a problem is found): the peak
 RSS of a rank stays below its baseline (interpreter + libraries) + 1.2·B. The
@@ -29,15 +30,39 @@ import numpy as np
 
 from ..runtime.errors import fail_together
 from .layout import DataSet, open_dataset
-from .loader import LabelPlan, RowReader, _check_labels, decide_labels, label_summary
+from .loader import LabelPlan, RowReader, announce, check_labels, decide_labels, label_summary
 from .partition import file_spans, shard_rows
 
 __all__ = ["MIN_MEMORY_BUDGET", "CHUNK_CACHE_BYTES", "Chunk", "ChunkStream", "chunk_bytes_for",
-           "open_stream_collective", "parse_memory_budget"]
+           "open_stream_collective", "parse_memory_budget", "prefetch_pays_off"]
 
 MIN_MEMORY_BUDGET = 256 << 20
-DEFAULT_PREFETCH = True  # read the next chunk in a background thread (bench/stream_rss.py compares)
+DEFAULT_PREFETCH = None  # None: auto (prefetch_pays_off); True/False force it (bench/stream_rss.py)
 CHUNK_CACHE_BYTES = 1 << 20
+
+
+def prefetch_pays_off(comm) -> bool:
+    """Collective. Prefetching needs a core for the reader thread: on when this node has
+    at least two usable cores per rank on it. (Measured on 2 cores, bench/stream_rss.py:
+    1 rank -13 % epoch time with prefetch, 2 ranks +4 %.)"""
+    import os
+
+    node = comm.Split_type(_shared_type(), key=comm.Get_rank())
+    try:
+        local_ranks = node.Get_size()
+    finally:
+        node.Free()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2 * local_ranks
+
+
+def _shared_type():
+    from mpi4py import MPI
+
+    return MPI.COMM_TYPE_SHARED
 
 
 def parse_memory_budget(text: str) -> int:
@@ -53,9 +78,11 @@ def parse_memory_budget(text: str) -> int:
     return int(value)
 
 
-def chunk_bytes_for(budget: int, prefetch: bool) -> int:
-    """Bytes of one chunk buffer under ``budget`` (see the module docstring)."""
-    return int(budget * (0.3 if prefetch else 0.45))
+def chunk_bytes_for(budget: int) -> int:
+    """Bytes of one chunk buffer under ``budget`` (see the module docstring). The same with
+    or without prefetching, so the chunked row order — and the model — do not depend on
+    how many cores the machine has."""
+    return int(budget * 0.3)
 
 
 @dataclass
@@ -85,7 +112,7 @@ class ChunkStream:
         self.ds, self.start, self.stop = ds, start, stop
         self.prefetch = prefetch
         self.plan = plan
-        self.chunk_bytes = chunk_bytes_for(budget, prefetch)
+        self.chunk_bytes = chunk_bytes_for(budget)
         self.reader = RowReader(ds, chunk_cache_bytes=CHUNK_CACHE_BYTES)
         self._lock = threading.Lock()
         self.ranges = self._plan_ranges()
@@ -107,7 +134,7 @@ class ChunkStream:
                 continue
             per_nnz = ds.dtype.itemsize + ds.files[i].index_dtype.itemsize
             per_row = 8 + y_item
-            f = self.reader._file(i)
+            f = self.reader.file(i)
             s = a
             probe = max(1, self.chunk_bytes // (8 * per_row))  # indptr read in bounded pieces
             while s < b:
@@ -167,10 +194,10 @@ def _scan_own_labels(ds: DataSet, start: int, stop: int, labels: str, block: int
     out = []
     with RowReader(ds, chunk_cache_bytes=CHUNK_CACHE_BYTES) as reader:
         for i, a, b in file_spans(ds.offsets, start, stop):
-            y = reader._file(i)["y"]
+            y = reader.file(i)["y"]
             for s in range(a, b, block):
                 ys = y[s:min(b, s + block)]
-                _check_labels(ys, ds.offsets[i] + s, labels, reader)
+                check_labels(ys, ds.offsets[i] + s, labels, reader)
                 out.append(label_summary(ys, ds.offsets[i] + s, labels))
     return out
 
@@ -179,11 +206,12 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
                            validate: bool = True, log=None, what: str = "opening the data stream"):
     """Collective over ``comm``: open this rank's contiguous rows of ``spec`` as a
     ``ChunkStream`` under ``budget`` bytes. The ranks agree on the label plan (a pass over
-    their labels); with ``validate`` every chunk is read once up front so that bad values
+    their labels); ``prefetch=None`` decides by ``prefetch_pays_off``; with ``validate`` every chunk is read once up front so that bad values
     fail all ranks together here rather than one rank in the middle of training.
     """
     size, rank = comm.Get_size(), comm.Get_rank()
-    prefetch = DEFAULT_PREFETCH if prefetch is None else prefetch
+    if prefetch is None:
+        prefetch = DEFAULT_PREFETCH if DEFAULT_PREFETCH is not None else prefetch_pays_off(comm)
 
     def local():
         ds = open_dataset(spec)
@@ -207,10 +235,6 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
         return stream
 
     stream = fail_together(comm, what, make)
-    if log is not None and rank == 0:
-        if stream.plan.map_pm1:
-            log(f"{ds.spec}: binary labels are -1/+1; mapped to 0/1 (-1 -> 0, +1 -> 1)")
-        if size > ds.n:
-            log(f"warning: {size} ranks but {ds.spec} has only {ds.n} rows: "
-                f"{size - ds.n} rank(s) hold no rows and contribute weight 0")
+    if rank == 0:
+        announce(log, ds, stream.plan, size)
     return stream

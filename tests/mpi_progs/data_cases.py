@@ -5,6 +5,7 @@
 Rank 0 writes the data sets under DIR (dense and CSR, one file and shard files, and a
 -1/+1 labelled set where the last rank holds only +1 rows); then every rank loads its
 rows with ``load_shard_collective`` (contiguous, and shuffled for three epochs) and
+streams them out-of-core (``open_stream_collective``, tiny budget, two passes), and
 sends them to rank 0, which checks that the union is exactly the data set, each row
 once. Rank 0 prints one JSON line of results.
 """
@@ -22,6 +23,7 @@ from datasets import make_set  # noqa: E402
 from mpidml.data.layout import CSRMatrix  # noqa: E402
 from mpidml.data.loader import load_shard_collective  # noqa: E402
 from mpidml.data.partition import shuffled_rows  # noqa: E402
+from mpidml.data.stream import open_stream_collective  # noqa: E402
 from mpidml.data.writer import write_dense  # noqa: E402
 
 comm = MPI.COMM_WORLD.Dup()
@@ -67,6 +69,16 @@ for name in LAYOUTS:
         rows = shuffled_rows(shard.n_total, p, rank, seed=11, epoch=epoch)
         shard = load_shard_collective(comm, specs[name], rows=rows)
         check(f"{name}:shuffle_epoch{epoch}", shard, shard.rows)
+
+    # out-of-core: the chunks of every rank's stream, together, are the data set
+    with open_stream_collective(comm, specs[name], budget=3000) as stream:
+        for epoch in range(2):
+            chunks = list(stream)
+            X = np.concatenate([dense(c.X) for c in chunks]) if chunks else np.zeros((0, stream.ds.d))
+            y = np.concatenate([c.y for c in chunks]) if chunks else np.zeros(0, stream.ds.y_dtype)
+            rows = np.concatenate([np.arange(c.start, c.stop) for c in chunks]) if chunks else np.zeros(0, int)
+            fake = type("S", (), {"X": X.astype(stream.ds.dtype), "y": y})
+            check(f"{name}:stream_pass{epoch}", fake, rows)
 
 pm1 = load_shard_collective(comm, os.path.join(root, "pm1.h5"), log=messages.append)
 ys = comm.gather(pm1.y, root=0)
