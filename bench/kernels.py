@@ -331,7 +331,7 @@ def mlp_cases(rng, dtype, batches=(256, 16)):
     ref = NumpyMLP([v[f"W{i}"] for i in range(3)], [v[f"b{i}"] for i in range(3)])
     perm = rng.permutation(n).astype(np.int64)
     lo, gr = ref.step(X, y, perm[:256])
-    lk = model.loss_grad_sum(X, y, perm[:256], params, grad)
+    model.loss_grad_sum(X, y, perm[:256], params, grad)
     flat = np.concatenate([a for pair in gr for a in (pair[0].ravel(), pair[1])])
     check("mlp", grad, flat, 1e-3 if dtype == np.float32 else 1e-9)
     cases = []
@@ -428,7 +428,7 @@ def fmt_time(s):
 
 
 def markdown(results, comp, cmd, mach, targets) -> str:
-    lines = [f"# Kernel benchmark", "", f"Command: `{cmd}`", "",
+    lines = ["# Kernel benchmark", "", f"Command: `{cmd}`", "",
              f"Machine: {mach['cpu']}, {mach['cores']} cores (shared), Python {mach['python']}, "
              f"numpy {mach['numpy']}, numba {mach['numba']}, scipy {mach['scipy']}; BLAS 1 thread; "
              f"numba 1 thread except prange rows (2 threads, layer {mach['numba_threading_layer']}). "

@@ -29,8 +29,7 @@ from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_lo
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
 from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
                           mlp_param_count)
-from .kernels.softmax import (softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr,
-                              softmax_loss_grad_dense)
+from .kernels.softmax import softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr
 
 __all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model"]
 

@@ -38,6 +38,14 @@ class SGD:
         self.velocity = np.zeros_like(params) if momentum else None
         self._update = np.empty_like(params)  # scratch: no allocation per step
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays a checkpoint must keep to continue bit for bit."""
+        return {} if self.velocity is None else {"velocity": self.velocity}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if self.velocity is not None:
+            self.velocity[:] = state["velocity"]
+
     def step(self, grad: np.ndarray, lr: float) -> None:
         """Apply one update with gradient ``grad`` (not modified) and learning rate ``lr``."""
         t = self.params.dtype.type

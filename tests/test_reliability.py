@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import h5py
-import numpy as np
 import pytest
 
 from mpirun import mpiexec_path, run_mpi, test_env

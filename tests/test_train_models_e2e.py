@@ -99,7 +99,7 @@ def test_bad_model_flags_fail_cleanly(files):
                   timeout=60)
     assert res.returncode == 2 and "--hidden must be comma-separated" in res.stderr, res.output
     res = run_mpi(1, ["-m", "mpidml.train", "--data", files["train"], "--model", "logreg"], timeout=60)
-    assert res.returncode == 2 and "binary labels must be 0 or 1" in res.stderr, res.output
+    assert res.returncode == 2 and "binary labels must be 0/1 (or -1/+1)" in res.stderr, res.output
 
 
 def test_help_lists_model_flags():
