@@ -159,3 +159,14 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path):
     header, summary = records[0], records[-1]
     assert summary["resumed_from_step"] == stopped and summary["world_size"] == 4
     assert summary["steps"] == 3000 * header["steps_per_epoch"]   # the step count continued
+
+
+def test_bench_sbatch(slurm, tmp_path):
+    job = submit([os.path.join(SLURM, "bench.sbatch"), "allreduce", "-m", "4:64K", "-f", "64", "-i", "3",
+                  "-x", "1", "-r", "1", "--impl", "auto,native,ring,hier"], tmp_path)
+    states = wait(job)
+    out = (tmp_path / f"mpidml-bench-{job}.out").read_text()
+    assert states == ["COMPLETED"], out
+    doc = json.loads((tmp_path / f"bench-{job}.json").read_text())
+    assert doc["p"] == 2 and all(r["wrong"] == 0 for r in doc["records"])
+    assert "busbw" in out and "0 wrong element(s)" in out
