@@ -35,3 +35,12 @@ def add_scaled(dst, src, a):
     """dst += a · src elementwise (1-D, same length), in place, without temporaries."""
     for j in range(dst.shape[0]):
         dst[j] += a * src[j]
+
+
+@njit(cache=True, nogil=True)
+def sum_parts_into(part, out):
+    """out[:] = Σ_c part[c, :] — reduce per-thread gradient buffers (prange variants)."""
+    zero(out)
+    for c in range(part.shape[0]):
+        for j in range(out.shape[0]):
+            out[j] += part[c, j]

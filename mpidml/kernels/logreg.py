@@ -22,7 +22,7 @@ depends on the number of chunks, never on thread scheduling.
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, chunk_bounds, zero
+from ._common import FASTMATH, chunk_bounds, sum_parts_into, zero
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
@@ -206,10 +206,7 @@ def logreg_loss_grad_dense_parallel(X, y, rows, w, grad, part):
         g = part[c]
         zero(g)
         losses[c] = _dense_range(X, y, rows, lo, hi, w, g, np.empty((2, BLOCK)))
-    zero(grad)
-    for c in range(nt):
-        for j in range(grad.shape[0]):
-            grad[j] += part[c, j]
+    sum_parts_into(part, grad)
     return losses.sum()
 
 
@@ -294,10 +291,7 @@ def logreg_loss_grad_csr_parallel(data, indices, indptr, y, rows, w, grad, part)
         g = part[c]
         zero(g)
         losses[c] = _csr_range(data, indices, indptr, y, rows, lo, hi, w, g, np.empty((2, BLOCK)))
-    zero(grad)
-    for c in range(nt):
-        for j in range(grad.shape[0]):
-            grad[j] += part[c, j]
+    sum_parts_into(part, grad)
     return losses.sum()
 
 
