@@ -69,14 +69,21 @@ def test_checkpoint_write_killed_midway_keeps_previous(data, tmp_path):
 def test_sigterm_checkpoints_and_resume_continues(data, tmp_path):
     ck, metrics = tmp_path / "s", tmp_path / "s.jsonl"
     cmd = [mpiexec_path(), "-n", "3", sys.executable, "-m", "mpidml.train", "--data", data["train"],
-           "--epochs", "400", "--batch-size", "256", "--checkpoint-dir", str(ck), "-q",
+           "--epochs", "20000", "--batch-size", "256", "--checkpoint-dir", str(ck), "-q",
            "--metrics", str(metrics)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=test_env(), start_new_session=True)
     try:
-        time.sleep(6)
+        # wait until training is under way: the first epoch record is in the metrics file
+        deadline = time.monotonic() + 90
+        while not (metrics.exists() and '"type": "epoch"' in metrics.read_text()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out, err = proc.communicate(timeout=30) if proc.poll() is None else proc.communicate()
+                pytest.fail(f"training did not start (rc {proc.returncode}):\n{out}\n{err}")
+            time.sleep(0.2)
         ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True)
         pids = [int(x) for x in ranks.stdout.split() if int(x) != proc.pid]
+        assert pids, ranks
         os.kill(pids[-1], signal.SIGTERM)     # as Slurm signals a task before the time limit
         out, err = proc.communicate(timeout=60)
     finally:
@@ -87,7 +94,7 @@ def test_sigterm_checkpoints_and_resume_continues(data, tmp_path):
     files = os.listdir(ck)
     assert len(files) == 1
     stopped_at = int(files[0][5:14])
-    res = run_mpi(3, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "400", "--batch-size",
+    res = run_mpi(3, ["-m", "mpidml.train", "--data", data["train"], "--epochs", "20000", "--batch-size",
                       "256", "--checkpoint-dir", str(ck), "--resume", "-q", "--metrics", str(metrics),
                       "--inject-fault", f"raise:0:{stopped_at + 3}"], timeout=120)
     # the resumed run starts at the checkpoint's step: the fault 3 steps later fires
