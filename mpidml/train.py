@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     metrics: str | None = None
     timeline: str | None = None
+    save_model: str | None = None
     config: str | None = None
     inject_fault: str | None = None
     quiet: bool = False
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
+    g.add_argument("--save-model", metavar="FILE.h5", default=d.save_model,
+                   help="save the trained model (parameters, model description, config, final metrics) "
+                        "for python -m mpidml.evaluate / mpidml.predict")
     g.add_argument("--timeline", metavar="FILE.json", default=d.timeline,
                    help="write a Chrome-trace (Perfetto) timeline of every rank's compute / allreduce / "
                         "evaluate / checkpoint phases")
@@ -525,6 +529,14 @@ def train(cfg: TrainConfig, comm) -> dict:
         "params_identical": len(set(digests)) == 1, "params_digest": digests[0],
         "checkpoint": final_ckpt, "resumed_from_step": start_step,
     }
+    if cfg.save_model:
+        from .saved import save_model
+
+        def write_model():
+            if rank == 0:
+                save_model(cfg.save_model, model_desc, params, asdict(cfg),
+                           {k: v for k, v in summary.items() if k != "type"})
+        fail_together(comm, f"saving the model to {cfg.save_model}", write_model)
     log.record(summary)
     log.close()
     if stream is not None:

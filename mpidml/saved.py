@@ -1,0 +1,89 @@
+"""Saved models: ``--save-model FILE.h5`` writes one, ``python -m mpidml.evaluate`` and
+``python -m mpidml.predict`` read it.
+
+Layout: dataset ``/params`` (the flat parameter buffer, dtype kept) and attributes
+``format``, ``mpidml_version``, ``model`` (JSON: kind, d, classes, hidden, dtype),
+``config`` (JSON: the training configuration) and ``metrics`` (JSON: the final
+summary numbers). Written atomically by rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .runtime.atomic import atomic_path
+from .runtime.errors import MpidmlError
+
+__all__ = ["save_model", "load_model", "predict"]
+
+FORMAT = 1
+
+
+def save_model(path: str, desc: dict, params: np.ndarray, config: dict, metrics: dict) -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("params", data=params)
+            f.attrs["format"] = FORMAT
+            f.attrs["mpidml_version"] = __version__
+            f.attrs["model"] = json.dumps(desc)
+            f.attrs["config"] = json.dumps(config, default=str)
+            f.attrs["metrics"] = json.dumps(metrics, default=str)
+
+
+def load_model(path: str):
+    """(model object, params, description, attrs) of a saved model; MpidmlError if it is not one."""
+    from .models import make_model
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            if f.attrs.get("format") != FORMAT or "params" not in f:
+                raise MpidmlError(f"{path}: not an mpidml saved model (written by --save-model)")
+            params = f["params"][()]
+            desc = json.loads(f.attrs["model"])
+            meta = {k: json.loads(f.attrs[k]) for k in ("config", "metrics")}
+    except OSError as exc:
+        raise MpidmlError(f"{path}: cannot read the model ({exc})") from None
+    hidden = tuple(int(h) for h in desc.get("hidden", "").split(",") if h) or (256, 128)
+    model = make_model(desc["kind"], desc["d"], desc.get("classes", 2), np.dtype(desc["dtype"]),
+                       meta["config"].get("l2", 0.0), hidden)
+    if model.nparams != params.size:
+        raise MpidmlError(f"{path}: {params.size} parameters, but a {desc['kind']} model of this shape has "
+                          f"{model.nparams}")
+    return model, params, desc, meta
+
+
+def _matmul(X, W):
+    """X @ W for dense X or a CSRMatrix (through scipy.sparse)."""
+    if isinstance(X, np.ndarray):
+        return X @ W
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix((X.data, X.indices, X.indptr), shape=X.shape) @ W
+
+
+def predict(kind: str, model, params: np.ndarray, X) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, scores) for the rows of X: class labels and P(y=1) for logreg,
+    class labels and the winning class's logit for softmax/mlp, values for lsq."""
+    v = model.views(params)
+    if kind in ("logreg", "lsq"):
+        z = _matmul(X, v["weight"]) + v["bias"][0]
+        if kind == "lsq":
+            return z, z
+        return (z > 0).astype(np.int64), 0.5 * (1.0 + np.tanh(0.5 * z))
+    if kind == "softmax":
+        Z = _matmul(X, v["weight"]) + v["bias"]
+    elif kind == "mlp":
+        layers = len([k for k in v if k.startswith("W")])
+        Z = X
+        for l in range(layers):
+            Z = (_matmul(Z, v[f"W{l}"]) if l == 0 else Z @ v[f"W{l}"]) + v[f"b{l}"]
+            if l < layers - 1:
+                np.maximum(Z, 0, out=Z)
+    else:
+        raise MpidmlError(f"unknown model kind {kind!r}")
+    labels = np.argmax(Z, axis=1)
+    return labels.astype(np.int64), Z[np.arange(Z.shape[0]), labels]
