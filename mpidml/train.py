@@ -58,6 +58,9 @@ class TrainConfig:
     config: str | None = None
     inject_fault: str | None = None
     quiet: bool = False
+    verbose: bool = False
+    progress: str = "auto"
+    progress_every: float = 10.0
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0       # steps between checkpoints (0: only at the end / on a signal)
     checkpoint_keep: int = 3
@@ -228,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read flags from a TOML file (keys are flag names, e.g. batch-size = 512); "
                         "flags given on the command line override it")
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines, only the summary")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also print every rank's rows, load time and host at start-up")
+    g.add_argument("--progress", choices=["auto", "bar", "plain", "none"], default=d.progress,
+                   help="progress inside an epoch on rank 0's stderr: a bar, plain lines every "
+                        "--progress-every seconds (batch logs), or none; auto = bar on a terminal")
+    g.add_argument("--progress-every", type=float, metavar="SEC", default=d.progress_every,
+                   help="seconds between plain progress lines")
     g.add_argument("--inject-fault", metavar="SPEC", default=d.inject_fault,
                    help="testing aid, comma-separated: raise:RANK:STEP (exception), nan:RANK:STEP "
                         "(NaN gradient), sleep:RANK:STEP:SEC (straggler/stall), ckpt-crash:K (rank 0 "
@@ -303,6 +313,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     from .runtime.faults import parse_fault
     from .runtime.signals import EXIT_STOPPED, StopRequest
     from .runtime.watchdog import Watchdog
+    from .progress import Progress
     from .timeline import Timeline
 
     t_start = time.perf_counter()
@@ -406,6 +417,11 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"global batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} {cfg.lr_schedule}, "
         f"{_describe_optimizer(cfg)}, l2 {cfg.l2}")
     log.always(f"start-up: data load {t_load:.2f} s, kernel compile/load {t_compile:.2f} s")
+    if cfg.verbose:
+        ranks = comm.gather((shard.start, shard.start + shard.n, socket.gethostname(), t_load), root=0)
+        if rank == 0:
+            for r, (a, b, host, tl) in enumerate(ranks):
+                log.always(f"  rank {r} on {host}: rows {a}..{b} ({b - a} rows), loaded in {tl:.2f} s")
 
     def evaluate():
         """Exact full-data objective and gradient norm; test accuracy (one allreduce)."""
@@ -434,6 +450,8 @@ def train(cfg: TrainConfig, comm) -> dict:
     stop = StopRequest()
     watchdog = Watchdog(cfg.stall_timeout, rank, size)
     timeline = Timeline(comm, enabled=bool(cfg.timeline))
+    progress = Progress("none" if cfg.quiet else cfg.progress, rank, cfg.epochs, steps_per_epoch, n,
+                        every=cfg.progress_every)
 
     def mark(phase: str, at_step: int) -> None:
         """Enter a phase: the watchdog's heartbeat and the timeline's event boundary."""
@@ -443,6 +461,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
+        progress.start_epoch(epoch, max(0, start_step - (epoch - 1) * steps_per_epoch))
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
                 continue   # resumed mid-epoch: skip the steps already taken (same row order)
@@ -467,6 +486,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                                  for r in bad] or [(0, f"reduced gradient is NaN/inf at step {step}")],
                     exit_code=EXIT_NUMERIC)
             count = buf[npar + 1]
+            progress.update(s_in_epoch, float(buf[npar]), float(count))
             if count > 0:  # same value on every rank: all skip or none
                 grad = buf[:npar]
                 grad *= dtype.type(1.0 / count)
@@ -481,6 +501,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                 mark("checkpoint", step)
                 save_checkpoint(step)
         batches = pieces = None  # out-of-core: do not pin the last chunk during evaluation
+        progress.end_epoch()
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
         mark("evaluate", step)

@@ -75,3 +75,16 @@ def test_plot_writes_png(data, tmp_path):
     assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 20_000
     bad = run([sys.executable, "-m", "mpidml.plot", str(tmp_path / "nope.jsonl")], timeout=60)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_progress_modes_and_verbose(data):
+    base = ["-m", "mpidml.train", "--data", str(data / "train.h5"), "--epochs", "1", "--batch-size", "64"]
+    plain = run_mpi(2, base + ["--progress", "plain", "--progress-every", "0", "-v"], timeout=60)
+    assert plain.returncode == 0, plain.output
+    lines = [l for l in plain.stderr.splitlines() if l.startswith("  epoch 1/1  step ")]
+    assert len(lines) >= 10 and "samples/s" in lines[-1]           # periodic lines, rank 0 only
+    assert "  rank 1 on " in plain.stdout and "rows 2000..4000" in plain.stdout
+    bar = run_mpi(2, base + ["--progress", "bar"], timeout=60)
+    assert bar.returncode == 0 and "epoch 1/1" in bar.stderr and "step" in bar.stderr, bar.output
+    none = run_mpi(2, base + ["--progress", "none"], timeout=60)
+    assert none.returncode == 0 and "step" not in none.stderr       # auto under a pipe = plain, none = none
