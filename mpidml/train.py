@@ -398,7 +398,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         state = {"params": params, **opt.state()}
         return ckpt.save(step_done, {"epoch": step_done // steps_per_epoch,
                                      "step_in_epoch": step_done % steps_per_epoch}, state)
-    evalbuf = np.zeros(npar + 4, dtype=np.float64)  # [grad | loss | count | correct | test count]
+    evalbuf = np.zeros(npar + 5, dtype=np.float64)  # [grad | loss | count | metric | test count | test loss]
     scratch = np.zeros(npar, dtype=dtype)
     test_rows = np.arange(test.n if test else 0, dtype=np.int64)
     evalgrad = np.zeros(npar, dtype=dtype)
@@ -433,12 +433,14 @@ def train(cfg: TrainConfig, comm) -> dict:
         if test is not None:
             evalbuf[npar + 2] = model.metric_sum(test.X, test.y, test_rows, params)
             evalbuf[npar + 3] = test.n
+            evalbuf[npar + 4] = model.loss_grad_sum(test.X, test.y, test_rows, params, evalgrad) if test.n else 0
         ring_allreduce(comm, evalbuf)
         grad = evalbuf[:npar] / max(evalbuf[npar + 1], 1)
         model.add_regularizer_grad(params, grad)
         objective = evalbuf[npar] / max(evalbuf[npar + 1], 1) + model.regularizer(params)
-        acc = (model.finish_metric(evalbuf[npar + 2], evalbuf[npar + 3])
-               if test is not None and evalbuf[npar + 3] else None)
+        has_test = test is not None and evalbuf[npar + 3] > 0
+        acc = model.finish_metric(evalbuf[npar + 2], evalbuf[npar + 3]) if has_test else None
+        evaluate.test_loss = float(evalbuf[npar + 4] / evalbuf[npar + 3]) if has_test else None
         return float(objective), float(np.linalg.norm(grad)), acc
 
     objective0, gnorm0, _ = evaluate()
@@ -460,11 +462,13 @@ def train(cfg: TrainConfig, comm) -> dict:
     stopped_by = 0
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
+        phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
         batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
         progress.start_epoch(epoch, max(0, start_step - (epoch - 1) * steps_per_epoch))
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
                 continue   # resumed mid-epoch: skip the steps already taken (same row order)
+            t_compute = time.perf_counter()
             mark("compute", step)
             if fault is not None:
                 fault.check(rank, step)
@@ -475,7 +479,10 @@ def train(cfg: TrainConfig, comm) -> dict:
                 fault.corrupt_grad(rank, step, buf[:npar])
             local_finite = bool(np.isfinite(buf[:npar + 1]).all())
             mark("allreduce", step)
+            t_comm = time.perf_counter()
             ring_allreduce(comm, buf)
+            phase_time[1] += time.perf_counter() - t_comm
+            phase_time[0] += t_comm - t_compute
             if not np.isfinite(buf[:npar + 1]).all():   # the same verdict on every rank
                 bad = [r for r, ok in enumerate(comm.allgather(local_finite)) if not ok]
                 where = (f"last good checkpoint: {ckpt.last_path}" if ckpt and ckpt.last_path
@@ -510,10 +517,19 @@ def train(cfg: TrainConfig, comm) -> dict:
         if not math.isfinite(objective):
             raise MpidmlError(f"objective became {objective} at epoch {epoch} (step {step}); "
                               f"lower --lr (now {cfg.lr})")
+        # Allreduce time = transfer + waiting for the slowest rank. The rank that arrives
+        # last waits least, so the minimum over ranks estimates the transfer itself.
+        times = np.array(comm.allgather(phase_time))
+        transfer = float(times[:, 1].min())
         rec = {"type": "epoch", "epoch": epoch, "step": step, "samples": epoch * n,
                "train_seconds": train_time, "objective": objective, "grad_norm": gnorm,
-               metric_key: acc, "samples_per_second": n / elapsed,
-               "bytes_communicated": counters.total}
+               metric_key: acc, "test_loss": evaluate.test_loss,
+               "learning_rate": lr_at(step - 1, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
+                                      cfg.lr_decay_every, cfg.lr_gamma),
+               "samples_per_second": n / elapsed,
+               "bytes_communicated": max(comm.allgather(counters.total)),
+               "compute_seconds": float(times[:, 0].max()), "communication_seconds": transfer,
+               "wait_seconds": float((times[:, 1] - transfer).max())}
         history.append(rec)
         log.record(rec)
         acc_s = f"  {metric_key} {acc:.4f}" if acc is not None else ""

@@ -10,7 +10,8 @@ from mpirun import run, run_mpi
 from mpidml.data.synth import make_binary_dense
 
 EPOCH_FIELDS = {"type", "epoch", "step", "samples", "train_seconds", "objective", "grad_norm",
-                "test_accuracy", "samples_per_second", "bytes_communicated"}
+                "test_accuracy", "test_loss", "learning_rate", "samples_per_second", "bytes_communicated",
+                "compute_seconds", "communication_seconds", "wait_seconds"}
 SUMMARY_FIELDS = {"type", "epochs", "steps", "world_size", "objective_initial", "objective", "grad_norm",
                   "test_accuracy", "train_seconds", "startup_seconds", "compile_seconds", "load_seconds",
                   "wall_seconds", "samples_per_second", "bytes_communicated", "params_identical",
@@ -47,6 +48,9 @@ def test_metrics_timeline_and_config_match_flags(data, tmp_path):
     assert set(ra[-1]) == SUMMARY_FIELDS and ra[0]["type"] == "header" and ra[0]["world_size"] == 3
     for r in epochs:   # what rank 0 printed is what the log says
         assert f"epoch {r['epoch']:>3}/3  objective {r['objective']:.6f}" in a.stdout
+        assert r["learning_rate"] == pytest.approx(0.3) and 0.2 < r["test_loss"] < 0.7
+        assert r["compute_seconds"] > 0 and r["communication_seconds"] > 0 and r["wait_seconds"] >= 0
+    assert epochs[-1]["bytes_communicated"] == ra[-1]["bytes_communicated"] > 0   # max over ranks
     trace = json.loads((tmp_path / "t.json").read_text())
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert {e["pid"] for e in events} == {0, 1, 2}
