@@ -25,17 +25,6 @@ def test_loss_grad_matches_numpy(dtype, n, d):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_extreme_margins_stay_finite(dtype):
-    X = np.array([[1.0], [-1.0]], dtype=dtype)
-    y = np.array([0.0, 1.0], dtype=np.float32)
-    w = np.array([500.0, 0.0], dtype=dtype)  # z = ±500: exp would overflow naively
-    grad = np.empty(2, dtype=dtype)
-    loss = logreg_loss_grad_dense(X, y, np.arange(2), w, grad)
-    assert np.isfinite(loss) and np.isfinite(grad).all()
-    np.testing.assert_allclose(loss, 1000.0, rtol=1e-6)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_correct_count(dtype):
     rng = np.random.default_rng(7)
     X = rng.standard_normal((300, 8)).astype(dtype)
