@@ -22,7 +22,7 @@ depends on the number of chunks, never on thread scheduling.
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, chunk_bounds, sum_parts_into, zero
+from ._common import FASTMATH, chunk_bounds, row_dot, sparse_dot, sum_parts_into, zero
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
@@ -119,14 +119,6 @@ def _loss_and_residual(z, yi):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _row_dot(x, w, d):
-    z = w[d]
-    for j in range(d):
-        z += x[j] * w[j]
-    return z
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _add_row(grad, x, s, d):
     for j in range(d):
         grad[j] += s * x[j]
@@ -169,7 +161,7 @@ def _dense_range(X, y, rows, lo, hi, w, grad, scratch):
         nb = min(BLOCK, hi - b0)
         for u in range(nb):
             i = rows[b0 + u]
-            zb[u] = _row_dot(X[i], w, d)
+            zb[u] = row_dot(X[i], w, d)
             yb[u] = y[i]
         loss += _residual_block(zb, yb, nb)
         for u in range(nb):
@@ -217,34 +209,11 @@ def logreg_correct_dense(X, y, rows, w):
     correct = 0
     for t in range(rows.shape[0]):
         i = rows[t]
-        z = w[d]
-        for j in range(d):
-            z += X[i, j] * w[j]
+        z = row_dot(X[i], w, d)
         pred = 1.0 if z > 0 else 0.0
         if pred == y[i]:
             correct += 1
     return correct
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _sparse_dot(data, indices, a, b, w):
-    """Σ data[p]·w[indices[p]] over p in [a, b) with four independent accumulators
-    (the gathers of w overlap instead of waiting on one addition chain)."""
-    s0 = w.dtype.type(0)
-    s1 = s0
-    s2 = s0
-    s3 = s0
-    p = a
-    while p + 4 <= b:
-        s0 += data[p] * w[indices[p]]
-        s1 += data[p + 1] * w[indices[p + 1]]
-        s2 += data[p + 2] * w[indices[p + 2]]
-        s3 += data[p + 3] * w[indices[p + 3]]
-        p += 4
-    while p < b:
-        s0 += data[p] * w[indices[p]]
-        p += 1
-    return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -258,7 +227,7 @@ def _csr_range(data, indices, indptr, y, rows, lo, hi, w, grad, scratch):
         nb = min(BLOCK, hi - b0)
         for u in range(nb):
             i = rows[b0 + u]
-            zb[u] = w[d] + _sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
+            zb[u] = w[d] + sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
             yb[u] = y[i]
         loss += _residual_block(zb, yb, nb)
         for u in range(nb):
@@ -302,9 +271,7 @@ def logreg_correct_csr(data, indices, indptr, y, rows, w):
     correct = 0
     for t in range(rows.shape[0]):
         i = rows[t]
-        z = w[d]
-        for p in range(indptr[i], indptr[i + 1]):
-            z += data[p] * w[indices[p]]
+        z = w[d] + sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
         pred = 1.0 if z > 0 else 0.0
         if pred == y[i]:
             correct += 1

@@ -8,7 +8,7 @@ Fused (X read once per call); ridge (L2) is added by the model to the mean gradi
 import numpy as np
 from numba import njit
 
-from ._common import FASTMATH, zero
+from ._common import FASTMATH, row_dot, sparse_dot, zero
 
 __all__ = ["lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
            "lsq_sq_error_csr", "lsq_loss_grad_reference"]
@@ -23,9 +23,7 @@ def lsq_loss_grad_dense(X, y, rows, w, grad):
     for t in range(rows.shape[0]):
         i = rows[t]
         x = X[i]
-        z = w[d]
-        for j in range(d):
-            z += x[j] * w[j]
+        z = row_dot(x, w, d)
         r = float(z) - float(y[i])
         loss += 0.5 * r * r
         s = grad.dtype.type(r)
@@ -42,9 +40,7 @@ def lsq_sq_error_dense(X, y, rows, w):
     sse = 0.0
     for t in range(rows.shape[0]):
         i = rows[t]
-        z = w[d]
-        for j in range(d):
-            z += X[i, j] * w[j]
+        z = row_dot(X[i], w, d)
         r = float(z) - float(y[i])
         sse += r * r
     return sse
@@ -59,9 +55,7 @@ def lsq_loss_grad_csr(data, indices, indptr, y, rows, w, grad):
     for t in range(rows.shape[0]):
         i = rows[t]
         lo, hi = indptr[i], indptr[i + 1]
-        z = w[d]
-        for p in range(lo, hi):
-            z += data[p] * w[indices[p]]
+        z = w[d] + sparse_dot(data, indices, lo, hi, w)
         r = float(z) - float(y[i])
         loss += 0.5 * r * r
         s = grad.dtype.type(r)
@@ -78,9 +72,7 @@ def lsq_sq_error_csr(data, indices, indptr, y, rows, w):
     sse = 0.0
     for t in range(rows.shape[0]):
         i = rows[t]
-        z = w[d]
-        for p in range(indptr[i], indptr[i + 1]):
-            z += data[p] * w[indices[p]]
+        z = w[d] + sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
         r = float(z) - float(y[i])
         sse += r * r
     return sse
