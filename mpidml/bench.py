@@ -202,12 +202,9 @@ def _time(comm, fn, iters: int, warmup: int) -> float:
     for _ in range(iters):
         fn()
     mine = (time.perf_counter() - t0) / iters
-    return comm.allreduce(mine, op=_mpi_max())
-
-
-def _mpi_max():
     from mpi4py import MPI
-    return MPI.MAX
+
+    return comm.allreduce(mine, op=MPI.MAX)
 
 
 def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,

@@ -73,9 +73,9 @@ def shm_bcast(engine, buf: np.ndarray, root: int = 0) -> np.ndarray:
         if slot.ctypes.data != buf.ctypes.data:
             slot[:] = buf
         counters.add(sent=(engine.p - 1) * buf.nbytes)
-    engine._fence()
+    engine.fence()
     if engine.rank != root:
         buf[:] = engine.table[root, :n]
         counters.add(received=buf.nbytes)
-    engine._fence()
+    engine.fence()
     return buf

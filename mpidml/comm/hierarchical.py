@@ -99,12 +99,12 @@ def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "
             _scale_mean(node_sum, layout.world_size)
     else:
         counters.add(sent=counts[shm.rank] * buf.itemsize)  # the leader reads my segment
-        shm._fence()  # pairs with the leader's gather fence
-    shm._fence()      # the leader's area holds the global result
+        shm.fence()  # pairs with the leader's gather fence
+    shm.fence()      # the leader's area holds the global result
     if not layout.is_leader:
         out[:] = area.table[0, :n]
         counters.add(received=out.nbytes)
     elif out.ctypes.data != node_sum.ctypes.data:
         out[:] = node_sum
-    shm._fence()      # nobody rewrites the leader's area while others read it
+    shm.fence()      # nobody rewrites the leader's area while others read it
     return out

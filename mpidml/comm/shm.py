@@ -86,7 +86,9 @@ class ShmAllreduce:
             raise ValueError(f"{n} elements exceed the window capacity {self.capacity}")
         return self.slot[:n]
 
-    def _fence(self) -> None:
+    def fence(self) -> None:
+        """Node barrier with memory synchronisation of the window: writes before it are
+        visible to every rank of the node after it."""
         self.win.Sync()
         self.comm.Barrier()
         self.win.Sync()
@@ -98,14 +100,14 @@ class ShmAllreduce:
         a = offsets[self.rank]
         b = a + counts[self.rank]
         into = self.slot if into is None else into
-        self._fence()
+        self.fence()
         sum_rows_into(self.table, a, b, into, self._acc)
         if op == "avg":
             _scale_mean(into[a:b], self.p)
         read = (self.p - 1) * (b - a) * self.dtype.itemsize
         counters.add(received=read)
         counters.add(sent=read)
-        self._fence()
+        self.fence()
         return counts, offsets
 
     def gather_into(self, out: np.ndarray, counts, offsets, skip_own: bool, table=None) -> None:
@@ -120,7 +122,7 @@ class ShmAllreduce:
             out[a:a + c] = table[s, a:a + c]
             if s != self.rank:
                 counters.add(received=c * self.dtype.itemsize)
-        self._fence()
+        self.fence()
 
     def allreduce(self, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
         """Allreduce of ``buf`` into ``out`` (default: in place into ``buf``). Returns ``out``.
