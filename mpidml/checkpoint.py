@@ -217,18 +217,22 @@ class Checkpointer:
         self.last_path = ck.path if ck else None
         return ck
 
-    def save(self, step: int, meta: dict, state: dict[str, np.ndarray]) -> str:
-        """Collective: write checkpoint ``step`` from rank 0; returns its path."""
+    def save(self, step: int, meta: dict, state: dict[str, np.ndarray],
+             rank_state: dict[str, np.ndarray] | None = None) -> str:
+        """Collective: write checkpoint ``step`` from rank 0 (``state`` as rank 0 has
+        it; ``rank_state``, if any rank has one, gathered from every rank); returns its path."""
         from .runtime.errors import fail_together
 
         hook = self.fault.checkpoint_hook() if (self.fault and self.comm.Get_rank() == 0) else None
+        gathered = self.comm.gather(rank_state or {}, root=0)
 
         def write():
             if self.comm.Get_rank() == 0:
+                per_rank = gathered if any(gathered) else None
                 return write_checkpoint(self.directory, step,
                                         {"model": self.model, "config": self.config,
                                          "world_size": self.comm.Get_size(), **meta},
-                                        state, keep=self.keep, crash_hook=hook)
+                                        state, per_rank=per_rank, keep=self.keep, crash_hook=hook)
             return None
 
         path = fail_together(self.comm, f"writing checkpoint {step} to {self.directory}", write)

@@ -68,6 +68,19 @@ class TrainConfig:
     stall_timeout: float = 300.0    # seconds without progress before the watchdog aborts (0: off)
     memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
     stream_in_memory: bool = False           # testing aid: the streamed row order, data in memory
+    algo: str = "sync"
+    tau: int = 8                    # local_sgd / easgd: steps between averages / centre meetings
+    local_after: int = 0            # local_sgd: average every step for the first S steps (post-local SGD)
+    easgd_alpha: float | None = None
+    easgd_beta: float = 0.9
+    topology: str = "ring"
+    compress: str = "none"
+    topk_ratio: float = 0.01
+    qsgd_levels: int = 16
+    choco_gamma: float = 0.5
+    control_every: int = 8          # decentralized algorithms: steps between stop/NaN agreements
+    metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
+    debug_collectives: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (same verdict on every rank)."""
@@ -105,6 +118,34 @@ class TrainConfig:
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
         if self.test and not self.data:
             raise ValueError("--test needs --data (the default data set brings its own test file)")
+        from .algos import ALGOS
+        from .comm.codecs import CODECS
+        from .comm.topology import TOPOLOGIES
+
+        if self.algo not in ALGOS:
+            raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.tau < 1 or self.control_every < 1 or self.local_after < 0 or self.metrics_every < 0:
+            raise ValueError("--tau and --control-every must be >= 1, --local-after and --metrics-every >= 0")
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"--topology must be one of {', '.join(TOPOLOGIES)}, got {self.topology!r}")
+        if self.compress not in ("none", *CODECS):
+            raise ValueError(f"--compress must be none or one of {', '.join(CODECS)}, got {self.compress!r}")
+        if self.compress != "none" and self.algo not in ("sync", "choco"):
+            raise ValueError(f"--compress works with --algo sync or choco, not {self.algo}")
+        if self.algo == "choco" and self.compress == "fp16":
+            raise ValueError("--algo choco needs --compress topk or qsgd")
+        if not 0 < self.topk_ratio <= 1:
+            raise ValueError(f"--topk-ratio must be in (0, 1], got {self.topk_ratio}")
+        if not 1 <= self.qsgd_levels <= 127:
+            raise ValueError(f"--qsgd-levels must be in 1..127, got {self.qsgd_levels}")
+        if not 0 < self.choco_gamma <= 1:
+            raise ValueError(f"--choco-gamma must be in (0, 1], got {self.choco_gamma}")
+        if self.easgd_alpha is not None and not 0 <= self.easgd_alpha < 1:
+            raise ValueError(f"--easgd-alpha must be in [0, 1), got {self.easgd_alpha}")
+        if not 0 <= self.easgd_beta < 1:
+            raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
+        if self.algo == "eamsgd" and self.optimizer not in ("nesterov", "momentum"):
+            self.optimizer = "nesterov"
 
     def hidden_sizes(self) -> tuple[int, ...]:
         """``--hidden 256,128`` as a tuple of layer widths (ValueError if malformed)."""
@@ -204,6 +245,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-reference-batch", type=int, default=d.lr_reference_batch,
                    help="linear scaling rule: use lr * batch-size / this (0 = use --lr as given)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for the per-epoch shuffling of rows")
+    g = p.add_argument_group("algorithm (what the ranks exchange, with whom, when)")
+    g.add_argument("--algo", default=d.algo,
+                   choices=["sync", "local_sgd", "easgd", "eamsgd", "gossip", "pushsum", "choco"],
+                   help="sync: allreduce of gradients every step (BSP); local_sgd: average models every "
+                        "--tau steps; easgd/eamsgd: elastic averaging with a centre model every --tau steps "
+                        "(eamsgd: Nesterov momentum); gossip: D-PSGD with neighbours on --topology; "
+                        "pushsum: stochastic gradient push, one peer per step; choco: CHOCO-SGD, compressed "
+                        "gossip. See the README's guide to choosing")
+    g.add_argument("--tau", type=int, default=d.tau,
+                   help="local_sgd/easgd: local steps between model averages / centre meetings")
+    g.add_argument("--local-after", type=int, metavar="STEPS", default=d.local_after,
+                   help="local_sgd: average every step for the first STEPS steps, then every --tau "
+                        "(post-local SGD)")
+    g.add_argument("--easgd-alpha", type=float, default=d.easgd_alpha,
+                   help="easgd: elastic moving rate alpha (default --easgd-beta / p)")
+    g.add_argument("--easgd-beta", type=float, default=d.easgd_beta, help="easgd: beta = p * alpha")
+    g.add_argument("--topology", choices=["ring", "torus", "hypercube", "exponential"], default=d.topology,
+                   help="gossip/choco: who talks to whom (Metropolis-Hastings mixing weights)")
+    g.add_argument("--compress", choices=["none", "fp16", "topk", "qsgd"], default=d.compress,
+                   help="sync: compress gradients (topk with error feedback; exchanged by allgather); "
+                        "choco: the compressor of the gossiped differences (topk or qsgd)")
+    g.add_argument("--topk-ratio", type=float, default=d.topk_ratio,
+                   help="fraction of coordinates top-k sends")
+    g.add_argument("--qsgd-levels", type=int, default=d.qsgd_levels, help="QSGD quantisation levels (1..127)")
+    g.add_argument("--choco-gamma", type=float, default=d.choco_gamma, help="choco: consensus step size")
+    g.add_argument("--control-every", type=int, metavar="STEPS", default=d.control_every,
+                   help="gossip/pushsum/choco: steps between the 32-byte global agreements on "
+                        "stop requests and NaN (the only global collective they make)")
     g = p.add_argument_group("checkpoints and faults")
     g.add_argument("--checkpoint-dir", metavar="DIR", default=d.checkpoint_dir,
                    help="write checkpoints here (one HDF5 file each, atomic, last --checkpoint-keep "
@@ -221,11 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
+    g.add_argument("--metrics-every", type=int, metavar="STEPS", default=d.metrics_every,
+                   help="also write a {\"type\": \"step\"} metrics record every STEPS steps (0 = off)")
+    g.add_argument("--debug-collectives", action="store_true",
+                   help="check every mpidml collective's name, size, dtype and order across ranks "
+                        "(an extra small allgather per call) and name the first mismatch")
     g.add_argument("--save-model", metavar="FILE.h5", default=d.save_model,
                    help="save the trained model (parameters, model description, config, final metrics) "
                         "for python -m mpidml.evaluate / mpidml.predict")
     g.add_argument("--timeline", metavar="FILE.json", default=d.timeline,
-                   help="write a Chrome-trace (Perfetto) timeline of every rank's compute / allreduce / "
+                   help="write a Chrome-trace (Perfetto) timeline of every rank's compute / communicate / "
                         "evaluate / checkpoint phases")
     g.add_argument("--config", metavar="FILE.toml", default=d.config,
                    help="read flags from a TOML file (keys are flag names, e.g. batch-size = 512); "
@@ -309,7 +383,8 @@ def train(cfg: TrainConfig, comm) -> dict:
     from .data.stream import open_stream_collective
     from .models import MODEL_CLASSES, make_model
     from .optim import lr_at, make_optimizer
-    from .runtime.errors import EXIT_NUMERIC, CollectiveError, MpidmlError, fail_together
+    from .algos import AlgoContext, make_algorithm
+    from .runtime.errors import MpidmlError, fail_together
     from .runtime.faults import parse_fault
     from .runtime.signals import EXIT_STOPPED, StopRequest
     from .runtime.watchdog import Watchdog
@@ -362,17 +437,19 @@ def train(cfg: TrainConfig, comm) -> dict:
     total_steps = steps_per_epoch * cfg.epochs
     params = model.init_params(seed=cfg.seed)  # a pure function of the seed: same on all ranks
     opt = make_optimizer(cfg.optimizer, params, cfg.momentum, cfg.weight_decay)
+    algo = fail_together(comm, "setting up --algo", make_algorithm, cfg.algo,
+                         AlgoContext(comm, model, params, opt, cfg))
     base_lr = cfg.base_lr()
     metric_key = f"test_{model.metric_name}"
     npar = model.nparams
-    buf = np.zeros(npar + 3, dtype=dtype)          # [grad sums | loss sum | count | stop flag]
 
-    # Checkpoints hold the state every rank shares (parameters, optimizer buffers) and the
+    # Checkpoints hold the shared state (parameters or the consensus/centre model,
+    # optimizer buffers), the per-rank state of the algorithm where ranks differ, and the
     # step; the data position follows from it, the per-epoch order being a pure function
     # of (seed, epoch, rank).
     model_desc = {"kind": cfg.model, "d": d, "dtype": str(dtype), "nparams": npar,
                   "classes": n_classes, "hidden": cfg.hidden if cfg.model == "mlp" else "",
-                  "optimizer": cfg.optimizer}
+                  "optimizer": cfg.optimizer, "algo": cfg.algo}
     ckpt = None
     start_step = 0
     if cfg.checkpoint_dir:
@@ -384,8 +461,7 @@ def train(cfg: TrainConfig, comm) -> dict:
             if found is None:
                 log.always(f"resume: no checkpoint in {cfg.checkpoint_dir}; starting from step 0")
             else:
-                params[:] = found.state["params"]
-                opt.load_state(found.state)
+                algo.load_state(found.state, found.per_rank, found.meta.get("world_size") == size)
                 start_step = int(found.meta["step"])
                 was = found.meta.get("world_size")
                 log.always(f"resume: {found.path} (step {start_step}, written by {was} rank(s))"
@@ -395,9 +471,11 @@ def train(cfg: TrainConfig, comm) -> dict:
     def save_checkpoint(step_done: int) -> str | None:
         if ckpt is None:
             return None
-        state = {"params": params, **opt.state()}
-        return ckpt.save(step_done, {"epoch": step_done // steps_per_epoch,
-                                     "step_in_epoch": step_done % steps_per_epoch}, state)
+        path = ckpt.save(step_done, {"epoch": step_done // steps_per_epoch,
+                                     "step_in_epoch": step_done % steps_per_epoch},
+                         algo.shared_state(), algo.rank_state())
+        algo.control.hint = f"; last good checkpoint: {path}"
+        return path
     evalbuf = np.zeros(npar + 5, dtype=np.float64)  # [grad | loss | count | metric | test count | test loss]
     scratch = np.zeros(npar, dtype=dtype)
     test_rows = np.arange(test.n if test else 0, dtype=np.int64)
@@ -409,13 +487,13 @@ def train(cfg: TrainConfig, comm) -> dict:
         "python": platform.python_version(), "config": asdict(cfg),
         "n_train": n, "n_test": test.n_total if test else 0, "d": d, "dtype": str(dtype),
         "steps_per_epoch": steps_per_epoch, "model": cfg.model, "n_classes": n_classes,
-        "nparams": npar, "lr_scaled": base_lr,
+        "nparams": npar, "lr_scaled": base_lr, "algo": algo.describe(),
     }
     log.record(header)
     log.always(
         f"mpidml {__version__}: {size} rank(s), {_describe(cfg, n_classes)} on {cfg.data} ({n} x {d} {dtype}), "
         f"global batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} {cfg.lr_schedule}, "
-        f"{_describe_optimizer(cfg)}, l2 {cfg.l2}")
+        f"{_describe_optimizer(cfg)}, l2 {cfg.l2}; {algo.describe()}")
     log.always(f"start-up: data load {t_load:.2f} s, kernel compile/load {t_compile:.2f} s")
     if cfg.verbose:
         ranks = comm.gather((shard.start, shard.start + shard.n, socket.gethostname(), t_load), root=0)
@@ -424,7 +502,9 @@ def train(cfg: TrainConfig, comm) -> dict:
                 log.always(f"  rank {r} on {host}: rows {a}..{b} ({b - a} rows), loaded in {tl:.2f} s")
 
     def evaluate():
-        """Exact full-data objective and gradient norm; test accuracy (one allreduce)."""
+        """Exact full-data objective and gradient norm; test accuracy (one allreduce), of
+        the model the algorithm evaluates (replicas, their mean, or the centre)."""
+        params = algo.consensus()
         evalbuf[:] = 0
         for X, y, rows in source.full():
             evalbuf[npar] += model.loss_grad_sum(X, y, rows, params, evalgrad)
@@ -443,7 +523,8 @@ def train(cfg: TrainConfig, comm) -> dict:
         evaluate.test_loss = float(evalbuf[npar + 4] / evalbuf[npar + 3]) if has_test else None
         return float(objective), float(np.linalg.norm(grad)), acc
 
-    objective0, gnorm0, _ = evaluate()
+    with counters.uncounted():
+        objective0, gnorm0, _ = evaluate()
     log.info(f"epoch {start_step // steps_per_epoch:>3}/{cfg.epochs}  objective {objective0:.6f}")
     counters.reset()
     train_time = 0.0
@@ -472,37 +553,28 @@ def train(cfg: TrainConfig, comm) -> dict:
             mark("compute", step)
             if fault is not None:
                 fault.check(rank, step)
-            buf[npar] = loss_grad_pieces(model, pieces, params, buf[:npar], scratch)
-            buf[npar + 1] = sum(len(rows) for _, _, rows in pieces)
-            buf[npar + 2] = 1 if stop.requested else 0
+            loss = loss_grad_pieces(model, pieces, params, algo.grad, scratch)
+            count = sum(len(rows) for _, _, rows in pieces)
             if fault is not None:
-                fault.corrupt_grad(rank, step, buf[:npar])
-            local_finite = bool(np.isfinite(buf[:npar + 1]).all())
-            mark("allreduce", step)
+                fault.corrupt_grad(rank, step, algo.grad)
+            mark("communicate", step)
             t_comm = time.perf_counter()
-            ring_allreduce(comm, buf)
+            lr = lr_at(step, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
+                       cfg.lr_decay_every, cfg.lr_gamma)
+            out = algo.step(step, loss, count, lr, stop.requested)
             phase_time[1] += time.perf_counter() - t_comm
             phase_time[0] += t_comm - t_compute
-            if not np.isfinite(buf[:npar + 1]).all():   # the same verdict on every rank
-                bad = [r for r, ok in enumerate(comm.allgather(local_finite)) if not ok]
-                where = (f"last good checkpoint: {ckpt.last_path}" if ckpt and ckpt.last_path
-                         else "no checkpoint written yet")
-                raise CollectiveError(
-                    "training", [(r, f"loss or gradient is NaN/inf at step {step} (epoch {epoch}); "
-                                     f"lower --lr (now {cfg.lr}) or check the data; {where}")
-                                 for r in bad] or [(0, f"reduced gradient is NaN/inf at step {step}")],
-                    exit_code=EXIT_NUMERIC)
-            count = buf[npar + 1]
-            progress.update(s_in_epoch, float(buf[npar]), float(count))
-            if count > 0:  # same value on every rank: all skip or none
-                grad = buf[:npar]
-                grad *= dtype.type(1.0 / count)
-                model.add_regularizer_grad(params, grad)
-                opt.step(grad, lr_at(step, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
-                                     cfg.lr_decay_every, cfg.lr_gamma))
+            if out is not None:
+                progress.update(s_in_epoch, out.loss, out.count)
+                stopped_by = int(out.stop)
             step += 1
-            if buf[npar + 2] > 0:          # some rank got SIGTERM/SIGUSR1: all stop here
-                stopped_by = 1
+            if cfg.metrics_every and step % cfg.metrics_every == 0:
+                log.record({"type": "step", "epoch": epoch, "step": step,
+                            "samples": step * n // steps_per_epoch,
+                            "train_seconds": train_time + time.perf_counter() - t_epoch,
+                            "train_loss": out.loss / out.count if out is not None and out.count else None,
+                            "learning_rate": lr, "bytes_sent_received": counters.total})
+            if stopped_by:                 # some rank got SIGTERM/SIGUSR1: all stop here
                 break
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
                 mark("checkpoint", step)
@@ -512,7 +584,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
         mark("evaluate", step)
-        objective, gnorm, acc = evaluate()
+        with counters.uncounted():   # bytes count training traffic only
+            objective, gnorm, acc = evaluate()
+            spread = algo.disagreement()
         timeline.end()
         if not math.isfinite(objective):
             raise MpidmlError(f"objective became {objective} at epoch {epoch} (step {step}); "
@@ -529,7 +603,8 @@ def train(cfg: TrainConfig, comm) -> dict:
                "samples_per_second": n / elapsed,
                "bytes_communicated": max(comm.allgather(counters.total)),
                "compute_seconds": float(times[:, 0].max()), "communication_seconds": transfer,
-               "wait_seconds": float((times[:, 1] - transfer).max())}
+               "wait_seconds": float((times[:, 1] - transfer).max()),
+               "disagreement": spread}
         history.append(rec)
         log.record(rec)
         acc_s = f"  {metric_key} {acc:.4f}" if acc is not None else ""
@@ -549,10 +624,13 @@ def train(cfg: TrainConfig, comm) -> dict:
         log.close()
         raise SystemExit(EXIT_STOPPED)
     if not history:   # resumed from a finished run: nothing left to do
-        objective, gnorm, acc = evaluate()
+        with counters.uncounted():
+            objective, gnorm, acc = evaluate()
         history.append({"objective": objective, "grad_norm": gnorm, metric_key: acc})
 
-    digests = comm.allgather(_digest(params))
+    with counters.uncounted():
+        final = algo.consensus()      # the model evaluated and saved (the replicas themselves for sync)
+    digests = comm.allgather(_digest(final))
     byte_counts = comm.allgather(counters.total)
     summary = {
         "type": "summary", "epochs": cfg.epochs, "steps": step, "world_size": size,
@@ -571,7 +649,7 @@ def train(cfg: TrainConfig, comm) -> dict:
 
         def write_model():
             if rank == 0:
-                save_model(cfg.save_model, model_desc, params, asdict(cfg),
+                save_model(cfg.save_model, model_desc, final, asdict(cfg),
                            {k: v for k, v in summary.items() if k != "type"})
         fail_together(comm, f"saving the model to {cfg.save_model}", write_model)
     log.record(summary)
@@ -584,8 +662,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"(+ {summary['startup_seconds']:.2f} s start-up); objective {objective0:.6f} -> "
         f"{summary['objective']:.6f}" + (f", {metric_key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
         + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
-        f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}")
-    summary["params"] = params
+        + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if algo.replicated else
+           f"evaluated the ranks' {'centre' if cfg.algo in ('easgd', 'eamsgd') else 'mean'} model"))
+    summary["params"] = final.copy()
     return summary
 
 

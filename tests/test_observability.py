@@ -11,7 +11,7 @@ from mpidml.data.synth import make_binary_dense
 
 EPOCH_FIELDS = {"type", "epoch", "step", "samples", "train_seconds", "objective", "grad_norm",
                 "test_accuracy", "test_loss", "learning_rate", "samples_per_second", "bytes_communicated",
-                "compute_seconds", "communication_seconds", "wait_seconds"}
+                "compute_seconds", "communication_seconds", "wait_seconds", "disagreement"}
 SUMMARY_FIELDS = {"type", "epochs", "steps", "world_size", "objective_initial", "objective", "grad_norm",
                   "test_accuracy", "train_seconds", "startup_seconds", "compile_seconds", "load_seconds",
                   "wall_seconds", "samples_per_second", "bytes_communicated", "params_identical",
@@ -35,7 +35,7 @@ def test_metrics_timeline_and_config_match_flags(data, tmp_path):
     toml.write_text(f'data = "{data / "train.h5"}"\ntest = "{data / "test.h5"}"\n'
                     'epochs = 3\nbatch-size = 128\nlr = 0.3\nlr_schedule = "constant"\n')
     a = run_mpi(3, ["-m", "mpidml.train", "--config", str(toml), "--metrics", str(tmp_path / "a.jsonl"),
-                    "--timeline", str(tmp_path / "t.json")], timeout=120)
+                    "--timeline", str(tmp_path / "t.json"), "--metrics-every", "5"], timeout=120)
     b = run_mpi(3, ["-m", "mpidml.train", "--data", str(data / "train.h5"), "--test", str(data / "test.h5"),
                     "--epochs", "3", "--batch-size", "128", "--lr", "0.3", "--lr-schedule", "constant",
                     "--metrics", str(tmp_path / "b.jsonl")], timeout=120)
@@ -45,6 +45,9 @@ def test_metrics_timeline_and_config_match_flags(data, tmp_path):
     assert ra[0]["config"]["config"] == str(toml) and ra[0]["config"]["batch_size"] == 128
     epochs = [r for r in ra if r["type"] == "epoch"]
     assert len(epochs) == 3 and all(set(r) == EPOCH_FIELDS for r in epochs)
+    steps = [r for r in ra if r["type"] == "step"]
+    assert steps and [r["step"] for r in steps] == list(range(5, epochs[-1]["step"] + 1, 5))
+    assert all(0 < r["train_loss"] < 1 and r["bytes_sent_received"] > 0 for r in steps)
     assert set(ra[-1]) == SUMMARY_FIELDS and ra[0]["type"] == "header" and ra[0]["world_size"] == 3
     for r in epochs:   # what rank 0 printed is what the log says
         assert f"epoch {r['epoch']:>3}/3  objective {r['objective']:.6f}" in a.stdout
@@ -54,7 +57,7 @@ def test_metrics_timeline_and_config_match_flags(data, tmp_path):
     trace = json.loads((tmp_path / "t.json").read_text())
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert {e["pid"] for e in events} == {0, 1, 2}
-    assert {"compute", "allreduce", "evaluate"} <= {e["name"] for e in events}
+    assert {"compute", "communicate", "evaluate"} <= {e["name"] for e in events}
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in events)
     # flags override the file
     c = run_mpi(1, ["-m", "mpidml.train", "--config", str(toml), "--epochs", "1", "-q"], timeout=60)

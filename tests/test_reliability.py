@@ -117,7 +117,7 @@ def test_stall_watchdog_names_where_ranks_are(data, tmp_path):
                       "--stall-timeout", "3", "--inject-fault", "sleep:1:5:60"], timeout=60)
     assert res.returncode != 0 and time.monotonic() - t0 < 30
     assert "no progress for" in res.stderr
-    assert "in allreduce at step 5" in res.stderr or "in compute at step 5" in res.stderr
+    assert "in communicate at step 5" in res.stderr or "in compute at step 5" in res.stderr
 
 
 @pytest.mark.parametrize("case", ["unwritable", "other_model", "all_corrupt", "resume_no_dir", "bad_fault"])

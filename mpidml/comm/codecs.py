@@ -23,7 +23,7 @@ import numpy as np
 
 from .ring import ring_allgather, segment_counts
 
-__all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "CODECS"]
+__all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "pack", "unpack", "packed_size", "CODECS"]
 
 CODECS = ("fp16", "topk", "qsgd")
 
@@ -59,15 +59,19 @@ class TopK:
 
     name = "topk"
 
-    def __init__(self, n: int, k: int, dtype=np.float32):
+    def __init__(self, n: int, k: int, dtype=np.float32, error_feedback: bool = True):
         if not 1 <= k <= max(n, 1):
             raise ValueError(f"top-k needs 1 <= k <= n, got k={k}, n={n}")
         self.n, self.k = n, k
+        self.error_feedback = error_feedback
         self.residual = np.zeros(n, dtype=dtype)
 
     def encode(self, g: np.ndarray) -> Payload:
         v = self.residual
-        v += g                                       # v = g + residual (in place)
+        if self.error_feedback:
+            v += g                                   # v = g + residual (in place)
+        else:
+            v[:] = g                                 # plain top-k (CHOCO-SGD keeps its own memory)
         idx = np.argpartition(np.abs(v), self.n - self.k)[self.n - self.k:].astype(np.int32)
         idx.sort()
         vals = v[idx].copy()
@@ -111,12 +115,13 @@ class QSGD:
         return {"norm": ((1,), np.dtype(np.float32)), "q": ((n,), np.dtype(np.int8))}
 
 
-def make_codec(name: str, n: int, dtype=np.float32, ratio: float = 0.01, levels: int = 16, seed: int = 0):
+def make_codec(name: str, n: int, dtype=np.float32, ratio: float = 0.01, levels: int = 16, seed: int = 0,
+               error_feedback: bool = True):
     """Codec by name: ``fp16``, ``topk`` (k = max(1, ratio·n)), ``qsgd``."""
     if name == "fp16":
         return FP16()
     if name == "topk":
-        return TopK(n, max(1, int(round(ratio * n))), dtype)
+        return TopK(n, max(1, int(round(ratio * n))), dtype, error_feedback)
     if name == "qsgd":
         return QSGD(levels, seed)
     raise ValueError(f"unknown codec {name!r}; choose from {CODECS}")
@@ -141,3 +146,33 @@ def allgather_sum(comm, codec, g: np.ndarray, out: np.ndarray) -> np.ndarray:
     for r in range(p):
         codec.decode_add(Payload({k: v[r] for k, v in gathered.items()}), out)
     return out
+
+
+def _layout(codec, n: int):
+    """(name, shape, dtype, byte offset, byte size) of every payload array, packed back to back."""
+    out, off = [], 0
+    for name, (shape, dt) in codec.payload_shapes(n).items():
+        size = int(np.prod(shape)) * dt.itemsize
+        out.append((name, shape, dt, off, size))
+        off += size
+    return out, off
+
+
+def pack(codec, payload: Payload, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The payload as one contiguous uint8 buffer (for point-to-point exchanges)."""
+    layout, total = _layout(codec, n)
+    if out is None:
+        out = np.empty(total, dtype=np.uint8)
+    for name, _, _, off, size in layout:
+        out[off:off + size] = payload.arrays[name].view(np.uint8).reshape(-1)
+    return out
+
+
+def unpack(codec, buf: np.ndarray, n: int) -> Payload:
+    """Inverse of ``pack`` (views into ``buf``, no copies)."""
+    layout, _ = _layout(codec, n)
+    return Payload({name: buf[off:off + size].view(dt).reshape(shape) for name, shape, dt, off, size in layout})
+
+
+def packed_size(codec, n: int) -> int:
+    return _layout(codec, n)[1]

@@ -31,6 +31,7 @@ rank), which the training loop reports.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 
@@ -74,6 +75,17 @@ class ByteCounter:
     @property
     def total(self) -> int:
         return self.sent + self.received
+
+    @contextlib.contextmanager
+    def uncounted(self):
+        """Traffic inside the block is not counted (evaluation, diagnostics)."""
+        with self._lock:
+            before = (self.sent, self.received)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.sent, self.received = before
 
 
 counters = ByteCounter()

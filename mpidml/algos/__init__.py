@@ -1,0 +1,33 @@
+"""Training algorithms behind one small interface (``base.Algorithm``); ``--algo NAME``.
+
+    sync         BSP: ring allreduce of the gradient every step (optionally compressed)
+    local_sgd    local SGD / model averaging every τ steps; post-local SGD
+    easgd        elastic averaging SGD, synchronous (eamsgd: with Nesterov momentum)
+    easgd_async  EASGD where each worker meets the centre (a dedicated rank) at its own pace
+    gossip       D-PSGD over a topology with Metropolis–Hastings weights
+    pushsum      stochastic gradient push on a time-varying one-peer exponential graph
+    choco        CHOCO-SGD: gossip of compressed differences
+"""
+
+from __future__ import annotations
+
+from .base import Algorithm, AlgoContext, Control, Outcome
+
+__all__ = ["ALGOS", "make_algorithm", "Algorithm", "AlgoContext", "Control", "Outcome"]
+
+ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "gossip", "pushsum", "choco")
+
+
+def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
+    from .choco import Choco
+    from .easgd import EASGD
+    from .gossip import Gossip
+    from .local_sgd import LocalSGD
+    from .pushsum import PushSum
+    from .sync import Sync
+
+    table = {"sync": Sync, "local_sgd": LocalSGD, "easgd": EASGD, "eamsgd": EASGD, "gossip": Gossip,
+             "pushsum": PushSum, "choco": Choco}
+    if name not in table:
+        raise ValueError(f"unknown --algo {name!r}; choose from {', '.join(ALGOS)}")
+    return table[name](ctx)

@@ -1,0 +1,217 @@
+"""The interface every training algorithm implements, and the control channel they share.
+
+A training step on every rank is: the loop computes this rank's *summed* loss and
+gradient over its part of the step's minibatch into ``algo.grad`` (at the parameters
+``algo.params``), then calls ``algo.step(...)``. The algorithm decides what to
+exchange, with whom and when, and applies the optimizer. It returns an ``Outcome``
+on the steps where the ranks agreed on something global (a *control point*), else
+``None``.
+
+Control points carry four numbers per rank — loss sum, sample count, "a signal asked
+me to stop", "my gradient went NaN/inf" — fused into the algorithm's own collective
+where it has one (sync: every step; local SGD / EASGD: every τ steps) or sent alone
+as a tiny allreduce every ``control_every`` steps (gossip, push-sum, CHOCO). So a
+NaN on one rank or a SIGTERM to one rank stops every rank at the same step, and a
+decentralized algorithm never waits on a global collective between control points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..runtime.errors import EXIT_NUMERIC, CollectiveError
+
+__all__ = ["Algorithm", "AlgoContext", "Control", "Outcome", "CONTROL_SIZE"]
+
+CONTROL_SIZE = 4   # [loss sum, sample count, stop requests, ranks with NaN/inf]
+
+
+@dataclass
+class Outcome:
+    """What every rank agreed on at a control point."""
+
+    loss: float      # summed loss since the previous control point, over all ranks
+    count: float     # samples behind it
+    stop: bool       # some rank asked to stop (SIGTERM/SIGUSR1): all stop now
+
+
+@dataclass
+class AlgoContext:
+    """What an algorithm gets: the communicator, the model, its flat parameter buffer
+    and optimizer, and the configuration (``TrainConfig``)."""
+
+    comm: object
+    model: object
+    params: np.ndarray
+    opt: object
+    cfg: object
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params.dtype
+
+
+class Control:
+    """Stop / NaN agreement and loss reporting between control points."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.loss = 0.0
+        self.count = 0.0
+        self.bad_step = -1          # first step whose local loss/gradient was not finite
+        self.hint = ""
+        self._alone = np.zeros(CONTROL_SIZE, dtype=np.float64)
+
+    def note(self, step: int, loss: float, count: float, grad: np.ndarray) -> None:
+        """Record this rank's step (cheap: one pass of ``np.sum`` over the gradient)."""
+        self.loss += loss
+        self.count += count
+        if self.bad_step < 0 and not math.isfinite(loss + float(np.sum(grad))):
+            self.bad_step = step
+
+    def pack(self, out: np.ndarray, stop: bool) -> None:
+        """Write this rank's four control numbers into ``out`` (part of a sum-reduced buffer)."""
+        out[0] = self.loss
+        out[1] = self.count
+        out[2] = 1 if stop else 0
+        out[3] = 1 if self.bad_step >= 0 else 0
+
+    def settle(self, reduced: np.ndarray, step: int) -> Outcome:
+        """After the reduction: same verdict on every rank. Raises on NaN/inf anywhere."""
+        if reduced[3] > 0:
+            bad = self.comm.allgather(self.bad_step)
+            failures = [(r, f"loss or gradient is NaN/inf at step {s}{self.hint}")
+                        for r, s in enumerate(bad) if s >= 0]
+            raise CollectiveError("training", failures or [(0, f"NaN/inf at step {step}")],
+                                  exit_code=EXIT_NUMERIC)
+        out = Outcome(float(reduced[0]), float(reduced[1]), bool(reduced[2] > 0))
+        self.loss = self.count = 0.0
+        return out
+
+    def exchange(self, step: int, stop: bool) -> Outcome:
+        """A control point on its own: one 32-byte allreduce (native MPI; counted)."""
+        from ..comm.select import native_allreduce
+
+        self.pack(self._alone, stop)
+        native_allreduce(self.comm, self._alone)
+        return self.settle(self._alone, step)
+
+
+class Algorithm:
+    """Base class: one training algorithm behind the small interface train.py uses.
+
+    Subclasses set ``name`` and implement ``step``; most override ``consensus`` (the
+    model that is evaluated and saved) and the state methods (checkpoints).
+    """
+
+    name = "base"
+    def __init__(self, ctx: AlgoContext):
+        self.ctx = ctx
+        self.comm = ctx.comm
+        self.rank, self.size = ctx.comm.Get_rank(), ctx.comm.Get_size()
+        self.params = ctx.params
+        self.model = ctx.model
+        self.opt = ctx.opt
+        self.cfg = ctx.cfg
+        self.npar = ctx.params.size
+        self.control = Control(ctx.comm)
+        self.grad = np.zeros(self.npar, dtype=ctx.dtype)   # the loop writes gradient sums here
+        self._avg = None
+
+    # ---- the step -------------------------------------------------------------------
+    def step(self, step: int, loss: float, count: float, lr: float, stop: bool) -> Outcome | None:
+        """``self.grad`` holds this rank's summed gradient over ``count`` samples
+        (summed loss ``loss``). Exchange, update, and return an ``Outcome`` at a control point."""
+        raise NotImplementedError
+
+    def local_update(self, count: float, lr: float) -> None:
+        """One optimizer step on this rank's own mean gradient (nothing if it had no rows)."""
+        if count > 0:
+            g = self.grad
+            g *= g.dtype.type(1.0 / count)
+            self.model.add_regularizer_grad(self.params, g)
+            self.opt.step(g, lr)
+
+    def control_point(self, step: int, stop: bool, every: int) -> Outcome | None:
+        """A stand-alone control exchange every ``every`` steps (decentralized algorithms)."""
+        if (step + 1) % max(every, 1) == 0:
+            return self.control.exchange(step, stop)
+        return None
+
+    # ---- what is evaluated and saved ------------------------------------------------
+    def consensus(self) -> np.ndarray:
+        """Collective: the model every rank evaluates and saves (identical bits on every
+        rank). Default: the replicas are identical already."""
+        return self.params
+
+    def average_params(self, x: np.ndarray | None = None) -> np.ndarray:
+        """Collective: the mean over ranks of ``x`` (default this rank's parameters)."""
+        from ..comm.ring import ring_allreduce
+
+        if self._avg is None:
+            self._avg = np.empty(self.npar, dtype=self.params.dtype)
+        self._avg[:] = self.params if x is None else x
+        if self.size > 1:
+            ring_allreduce(self.comm, self._avg, "avg")
+        return self._avg
+
+    def disagreement(self) -> float | None:
+        """Collective: max over ranks of ‖x_i − x̄‖ / ‖x̄‖ (None where replicas are identical)."""
+        return None
+
+    def _relative_spread(self) -> float:
+        mean = self.average_params()
+        dist = float(np.linalg.norm(self.params - mean))
+        return max(self.comm.allgather(dist)) / max(float(np.linalg.norm(mean)), 1e-30)
+
+    # ---- checkpoints ----------------------------------------------------------------
+    #: False for algorithms whose ranks hold different parameters between exchanges
+    replicated = True
+
+    def shared_state(self) -> dict[str, np.ndarray]:
+        """Collective: arrays identical on every rank (written once). Non-replicated
+        algorithms store the consensus model here (what evaluate/predict use)."""
+        if self.replicated:
+            return {"params": self.params, **self.opt.state()}
+        return {"params": self.consensus().copy(), **self.extra_shared_state()}
+
+    def rank_state(self) -> dict[str, np.ndarray]:
+        """Arrays that differ between ranks (written per rank)."""
+        if self.replicated:
+            return self.extra_rank_state()
+        return {"params": self.params, **self.opt.state(), **self.extra_rank_state()}
+
+    def extra_shared_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def extra_rank_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state(self, shared: dict, per_rank: list[dict], same_size: bool) -> None:
+        """Restore from a checkpoint. Same rank count: every array as written. Another
+        rank count (elastic resume): replicated state is kept; per-rank parameters are
+        replaced by the saved consensus model, per-rank optimizer buffers are averaged
+        over the old ranks, other per-rank state (residuals, weights) restarts."""
+        mine = per_rank[self.rank] if (same_size and per_rank) else None
+        if self.replicated:
+            self.params[:] = shared["params"]
+            self.opt.load_state(shared)
+        elif mine is not None:
+            self.params[:] = mine["params"]
+            self.opt.load_state(mine)
+        else:
+            self.params[:] = shared["params"]
+            if per_rank:
+                keys = self.opt.state().keys()
+                self.opt.load_state({k: np.mean([r[k] for r in per_rank], axis=0).astype(per_rank[0][k].dtype)
+                                     for k in keys})
+        self.load_extra(shared, mine)
+
+    def load_extra(self, shared: dict, mine: dict | None) -> None:
+        """Algorithm state besides parameters and optimizer (``mine`` None: elastic)."""
+
+    def describe(self) -> str:
+        return self.name
