@@ -41,7 +41,7 @@ class EASGD(Algorithm):
         self.tau = int(self.cfg.tau)
         self.alpha = easgd_alpha(self.cfg, self.size)
         self.center = self.params.copy()         # x̃ starts at the common initial model
-        self._buf = np.zeros(self.npar + CONTROL_SIZE, dtype=np.float64)
+        self._buf = np.zeros(self.npar + CONTROL_SIZE, dtype=self.params.dtype)
 
     def step(self, step, loss, count, lr, stop):
         from ..comm.ring import ring_allreduce

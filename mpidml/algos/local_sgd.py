@@ -25,7 +25,7 @@ class LocalSGD(Algorithm):
         self.tau = int(self.cfg.tau)
         self.local_after = int(getattr(self.cfg, "local_after", 0))
         self.weight = 0.0        # samples this rank has trained on since the last average
-        self._buf = np.zeros(self.npar + 1 + CONTROL_SIZE, dtype=np.float64)
+        self._buf = np.zeros(self.npar + 1 + CONTROL_SIZE, dtype=self.params.dtype)
 
     def averages_at(self, step: int) -> bool:
         return step < self.local_after or (step + 1) % self.tau == 0
