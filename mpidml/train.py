@@ -144,7 +144,9 @@ class TrainConfig:
             raise ValueError(f"--easgd-alpha must be in [0, 1), got {self.easgd_alpha}")
         if not 0 <= self.easgd_beta < 1:
             raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
-        if self.algo == "eamsgd" and self.optimizer not in ("nesterov", "momentum"):
+        if self.algo == "easgd_async" and self.memory_budget:
+            raise ValueError("--algo easgd_async does not stream (--memory-budget) yet")
+        if self.algo == "eamsgd":      # EAMSGD = EASGD with Nesterov momentum on the local steps
             self.optimizer = "nesterov"
 
     def hidden_sizes(self) -> tuple[int, ...]:
@@ -247,10 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=d.seed, help="seed for the per-epoch shuffling of rows")
     g = p.add_argument_group("algorithm (what the ranks exchange, with whom, when)")
     g.add_argument("--algo", default=d.algo,
-                   choices=["sync", "local_sgd", "easgd", "eamsgd", "gossip", "pushsum", "choco"],
+                   choices=["sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco"],
                    help="sync: allreduce of gradients every step (BSP); local_sgd: average models every "
                         "--tau steps; easgd/eamsgd: elastic averaging with a centre model every --tau steps "
-                        "(eamsgd: Nesterov momentum); gossip: D-PSGD with neighbours on --topology; "
+                        "(eamsgd: Nesterov momentum); easgd_async: each worker meets a centre rank (the last rank, no data) "
+                        "every --tau of its own steps, nobody waits for a straggler; gossip: D-PSGD with neighbours on --topology; "
                         "pushsum: stochastic gradient push, one peer per step; choco: CHOCO-SGD, compressed "
                         "gossip. See the README's guide to choosing")
     g.add_argument("--tau", type=int, default=d.tau,
@@ -314,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between plain progress lines")
     g.add_argument("--inject-fault", metavar="SPEC", default=d.inject_fault,
                    help="testing aid, comma-separated: raise:RANK:STEP (exception), nan:RANK:STEP "
-                        "(NaN gradient), sleep:RANK:STEP:SEC (straggler/stall), ckpt-crash:K (rank 0 "
+                        "(NaN gradient), sleep:RANK:STEP:SEC (straggler/stall), slow:RANK:SEC (sleep every step), ckpt-crash:K (rank 0 "
                         "dies while writing its K-th checkpoint)")
     g.add_argument("--version", action="version", version=f"mpidml {__version__}")
     return p
@@ -411,11 +414,14 @@ def train(cfg: TrainConfig, comm) -> dict:
 
     t0 = time.perf_counter()
     stream = None
+    part = None
+    if cfg.algo == "easgd_async":   # the last rank holds the centre variable and no data
+        part = (size - 1, rank if rank < size - 1 else -1)
     if cfg.memory_budget and not cfg.stream_in_memory:
         stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always)
         shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
     else:
-        shard = load_shard_collective(comm, cfg.data, label_mode, log=log.always)
+        shard = load_shard_collective(comm, cfg.data, label_mode, log=log.always, part=part)
     test = load_shard_collective(comm, cfg.test, label_mode, log=log.always,
                                  what="loading the test data") if cfg.test else None
     fail_together(comm, "loading the data", check_loaded, shard, test)
@@ -541,10 +547,19 @@ def train(cfg: TrainConfig, comm) -> dict:
         watchdog.beat(phase, at_step)
         timeline.begin(phase, at_step)
     stopped_by = 0
+    asynchronous = getattr(algo, "asynchronous", False)
+    serves = getattr(algo, "serves", False)
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
-        batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
+        if serves:    # easgd_async's centre rank: answer the workers until the epoch is done
+            mark("communicate", step)
+            stopped_by = int(algo.serve_epoch(n))
+            batches = ()
+        elif asynchronous:   # each worker cycles through its rows until the centre ends the epoch
+            batches = _cycle(source, steps_per_epoch, cfg.seed, epoch, rank)
+        else:
+            batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
         progress.start_epoch(epoch, max(0, start_step - (epoch - 1) * steps_per_epoch))
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
@@ -565,8 +580,11 @@ def train(cfg: TrainConfig, comm) -> dict:
             phase_time[1] += time.perf_counter() - t_comm
             phase_time[0] += t_comm - t_compute
             if out is not None:
-                progress.update(s_in_epoch, out.loss, out.count)
+                if s_in_epoch < steps_per_epoch:
+                    progress.update(s_in_epoch, out.loss, out.count)
                 stopped_by = int(out.stop)
+                if getattr(out, "end_epoch", False):
+                    break
             step += 1
             if cfg.metrics_every and step % cfg.metrics_every == 0:
                 log.record({"type": "step", "epoch": epoch, "step": step,
@@ -576,10 +594,16 @@ def train(cfg: TrainConfig, comm) -> dict:
                             "learning_rate": lr, "bytes_sent_received": counters.total})
             if stopped_by:                 # some rank got SIGTERM/SIGUSR1: all stop here
                 break
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps and not asynchronous:
                 mark("checkpoint", step)
                 save_checkpoint(step)
         batches = pieces = None  # out-of-core: do not pin the last chunk during evaluation
+        if asynchronous:   # NaN verdict, centre to every rank; the epoch's nominal step count
+            algo.finish_epoch()
+            step = epoch * steps_per_epoch
+            if cfg.checkpoint_every and step < total_steps and not stopped_by:
+                mark("checkpoint", step)
+                save_checkpoint(step)
         progress.end_epoch()
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
@@ -663,7 +687,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"{summary['objective']:.6f}" + (f", {metric_key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
         + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
         + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if algo.replicated else
-           f"evaluated the ranks' {'centre' if cfg.algo in ('easgd', 'eamsgd') else 'mean'} model"))
+           f"evaluated the ranks' {'centre' if 'easgd' in cfg.algo else 'mean'} model"))
     summary["params"] = final.copy()
     return summary
 
@@ -691,6 +715,14 @@ def parse_args(argv=None) -> argparse.Namespace:
             values[dest] = value
         parser.set_defaults(**values)
     return parser.parse_args(argv)
+
+
+def _cycle(source, steps: int, seed: int, epoch: int, rank: int):
+    """Endless steps for asynchronous workers: this epoch's order, then fresh orders."""
+    k = 0
+    while True:
+        yield from source.epoch(steps, seed, epoch + 100_000 * k, rank)
+        k += 1
 
 
 def _count_classes(comm, shard, test) -> int:

@@ -15,18 +15,19 @@ from .base import Algorithm, AlgoContext, Control, Outcome
 
 __all__ = ["ALGOS", "make_algorithm", "Algorithm", "AlgoContext", "Control", "Outcome"]
 
-ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "gossip", "pushsum", "choco")
+ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco")
 
 
 def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
     from .choco import Choco
     from .easgd import EASGD
+    from .easgd_async import AsyncEASGD
     from .gossip import Gossip
     from .local_sgd import LocalSGD
     from .pushsum import PushSum
     from .sync import Sync
 
-    table = {"sync": Sync, "local_sgd": LocalSGD, "easgd": EASGD, "eamsgd": EASGD, "gossip": Gossip,
+    table = {"sync": Sync, "local_sgd": LocalSGD, "easgd": EASGD, "eamsgd": EASGD, "easgd_async": AsyncEASGD, "gossip": Gossip,
              "pushsum": PushSum, "choco": Choco}
     if name not in table:
         raise ValueError(f"unknown --algo {name!r}; choose from {', '.join(ALGOS)}")

@@ -349,7 +349,7 @@ def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows,
     """This rank's rows, values validated, labels checked for the mode; and its label summary."""
     with RowReader(ds, columns=columns) as reader:
         if rows is None:
-            start, stop = shard_rows(ds.n, size, rank)
+            start, stop = shard_rows(ds.n, size, rank) if rank >= 0 else (0, 0)
             X, y = reader.read(start, stop)
             check_labels(y, start, labels, reader)
             summary = label_summary(y, start, labels)
@@ -406,7 +406,8 @@ def load_shard(path, size: int, rank: int, labels: str = "binary", rows=None,
 
 
 def load_shard_collective(comm, path, labels: str = "binary", rows=None,
-                          n_classes: int | None = None, log=None, what: str = "loading the data") -> Shard:
+                          n_classes: int | None = None, log=None, what: str = "loading the data",
+                          part: tuple[int, int] | None = None) -> Shard:
     """Collective over ``comm``: every rank loads its rows as ``load_shard`` does, and the
     ranks agree on the meaning of the labels from per-rank summaries (one allgather).
 
@@ -416,6 +417,8 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
     """
     _check_mode(labels)
     size, rank = comm.Get_size(), comm.Get_rank()
+    if part is not None:      # (parts, index): split over ``parts`` ranks; index -1 loads no rows
+        size, rank = part
 
     def local():
         ds = open_dataset(path)

@@ -3,6 +3,7 @@
     raise:R:S         rank R raises at global step S (while the others wait in the allreduce)
     nan:R:S           rank R's gradient becomes NaN at step S (the numerical guard must stop)
     sleep:R:S:SEC     rank R sleeps SEC seconds at step S (a straggler; or a stall for the watchdog)
+    slow:R:SEC        rank R sleeps SEC seconds at every step (a persistent straggler)
     ckpt-crash:K      rank 0 dies (os._exit) in the middle of writing its K-th checkpoint,
                       after the data is written and before the rename
 """
@@ -40,7 +41,9 @@ class FaultPlan:
     def check(self, rank: int, step: int) -> None:
         """Start of a step: raise or sleep."""
         for f in self.faults:
-            if f.rank == rank and f.step == step:
+            if f.kind == "slow" and f.rank == rank:
+                time.sleep(f.seconds)
+            elif f.rank == rank and f.step == step:
                 if f.kind == "raise":
                     raise InjectedFault(f"injected fault at step {step} on rank {rank}")
                 if f.kind == "sleep":
@@ -61,7 +64,7 @@ class FaultPlan:
         return None
 
 
-_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "ckpt-crash": 1}
+_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "slow": 2, "ckpt-crash": 1}
 
 
 def parse_fault(spec: str | None) -> FaultPlan | None:
@@ -73,10 +76,12 @@ def parse_fault(spec: str | None) -> FaultPlan | None:
         kind, *args = item.strip().split(":")
         if kind not in _ARITY or len(args) != _ARITY[kind]:
             raise ValueError(f"--inject-fault: bad item {item!r}; expected raise:RANK:STEP, "
-                             f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS or ckpt-crash:K")
+                             f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS, slow:RANK:SECONDS or ckpt-crash:K")
         try:
             if kind == "ckpt-crash":
                 faults.append(_Fault(kind, step=int(args[0])))
+            elif kind == "slow":
+                faults.append(_Fault(kind, int(args[0]), -1, float(args[1])))
             elif kind == "sleep":
                 faults.append(_Fault(kind, int(args[0]), int(args[1]), float(args[2])))
             else:
