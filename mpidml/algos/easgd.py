@@ -22,7 +22,7 @@ import numpy as np
 
 from .base import CONTROL_SIZE, Algorithm
 
-__all__ = ["EASGD", "easgd_alpha"]
+__all__ = ["EASGD", "CentreModel", "easgd_alpha"]
 
 
 def easgd_alpha(cfg, workers: int) -> float:
@@ -32,9 +32,27 @@ def easgd_alpha(cfg, workers: int) -> float:
     return float(cfg.easgd_beta) / max(workers, 1)
 
 
-class EASGD(Algorithm):
-    name = "easgd"
+class CentreModel(Algorithm):
+    """What both EASGD variants share: the centre x̃ is evaluated, saved and restored."""
+
     replicated = False
+    center: np.ndarray
+
+    def consensus(self):
+        return self.center
+
+    def disagreement(self):
+        return self._relative_spread()
+
+    def extra_shared_state(self):
+        return {"center": self.center}
+
+    def load_extra(self, shared, mine):
+        self.center[:] = shared["center"]
+
+
+class EASGD(CentreModel):
+    name = "easgd"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -60,18 +78,6 @@ class EASGD(Algorithm):
         self.params -= self.params.dtype.type(a) * diff
         self.center += (a * (buf[:n] - self.size * self.center)).astype(self.center.dtype)
         return out
-
-    def consensus(self):
-        return self.center
-
-    def disagreement(self):
-        return self._relative_spread()
-
-    def extra_shared_state(self):
-        return {"center": self.center}
-
-    def load_extra(self, shared, mine):
-        self.center[:] = shared["center"]
 
     def describe(self):
         return f"EASGD (meet the centre every {self.tau} steps, alpha {self.alpha:g})"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CONTROL_SIZE, Algorithm, Outcome
-from .easgd import easgd_alpha
+from .base import CONTROL_SIZE, Outcome
+from .easgd import CentreModel, easgd_alpha
 
 __all__ = ["AsyncEASGD"]
 
@@ -34,9 +34,8 @@ _TAG_MEET, _TAG_REPLY = 0x6D30, 0x6D31
 _END_EPOCH, _STOP = 1.0, 2.0
 
 
-class AsyncEASGD(Algorithm):
+class AsyncEASGD(CentreModel):
     name = "easgd_async"
-    replicated = False
     asynchronous = True
 
     def __init__(self, ctx):
@@ -126,20 +125,8 @@ class AsyncEASGD(Algorithm):
         return stop
 
     # ---- evaluation and state --------------------------------------------------------
-    def consensus(self):
-        return self.center
-
-    def disagreement(self):
-        return self._relative_spread()
-
-    def extra_shared_state(self):
-        return {"center": self.center}
-
     def extra_rank_state(self):
         return {"meetings": self.meetings} if self.serves else {}
-
-    def load_extra(self, shared, mine):
-        self.center[:] = shared["center"]
 
     def describe(self):
         return (f"asynchronous EASGD ({self.workers} workers meet the centre on rank {self.center_rank} every "
