@@ -80,7 +80,6 @@ class TrainConfig:
     choco_gamma: float = 0.5
     control_every: int = 8          # decentralized algorithms: steps between stop/NaN agreements
     metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
-    debug_collectives: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (same verdict on every rank)."""
@@ -295,9 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
     g.add_argument("--metrics-every", type=int, metavar="STEPS", default=d.metrics_every,
                    help="also write a {\"type\": \"step\"} metrics record every STEPS steps (0 = off)")
-    g.add_argument("--debug-collectives", action="store_true",
-                   help="check every mpidml collective's name, size, dtype and order across ranks "
-                        "(an extra small allgather per call) and name the first mismatch")
     g.add_argument("--save-model", metavar="FILE.h5", default=d.save_model,
                    help="save the trained model (parameters, model description, config, final metrics) "
                         "for python -m mpidml.evaluate / mpidml.predict")
