@@ -543,8 +543,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         watchdog.beat(phase, at_step)
         timeline.begin(phase, at_step)
     stopped_by = 0
-    asynchronous = getattr(algo, "asynchronous", False)
-    serves = getattr(algo, "serves", False)
+    asynchronous, serves = algo.asynchronous, algo.serves
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
@@ -579,7 +578,7 @@ def train(cfg: TrainConfig, comm) -> dict:
                 if s_in_epoch < steps_per_epoch:
                     progress.update(s_in_epoch, out.loss, out.count)
                 stopped_by = int(out.stop)
-                if getattr(out, "end_epoch", False):
+                if out.end_epoch:
                     break
             step += 1
             if cfg.metrics_every and step % cfg.metrics_every == 0:

@@ -36,6 +36,7 @@ class Outcome:
     loss: float      # summed loss since the previous control point, over all ranks
     count: float     # samples behind it
     stop: bool       # some rank asked to stop (SIGTERM/SIGUSR1): all stop now
+    end_epoch: bool = False   # asynchronous algorithms: the epoch is over for this rank
 
 
 @dataclass
@@ -87,9 +88,14 @@ class Control:
                         for r, s in enumerate(bad) if s >= 0]
             raise CollectiveError("training", failures or [(0, f"NaN/inf at step {step}")],
                                   exit_code=EXIT_NUMERIC)
-        out = Outcome(float(reduced[0]), float(reduced[1]), bool(reduced[2] > 0))
+        self.take()
+        return Outcome(float(reduced[0]), float(reduced[1]), bool(reduced[2] > 0))
+
+    def take(self) -> tuple[float, float]:
+        """This rank's loss sum and count since the last control point; restarts both."""
+        got = (self.loss, self.count)
         self.loss = self.count = 0.0
-        return out
+        return got
 
     def exchange(self, step: int, stop: bool) -> Outcome:
         """A control point on its own: one 32-byte allreduce (native MPI; counted)."""
@@ -108,6 +114,10 @@ class Algorithm:
     """
 
     name = "base"
+    #: True for algorithms without a common step count (each worker runs until told the
+    #: epoch is over); ``serves`` is True on a rank that holds no data and only answers others
+    asynchronous = False
+    serves = False
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm
@@ -127,13 +137,17 @@ class Algorithm:
         (summed loss ``loss``). Exchange, update, and return an ``Outcome`` at a control point."""
         raise NotImplementedError
 
-    def local_update(self, count: float, lr: float) -> None:
-        """One optimizer step on this rank's own mean gradient (nothing if it had no rows)."""
+    def apply_mean(self, g: np.ndarray, count: float, lr: float) -> None:
+        """One optimizer step with the mean gradient ``g / count`` (+ regulariser), ``g``
+        scaled in place; nothing when ``count`` is 0."""
         if count > 0:
-            g = self.grad
             g *= g.dtype.type(1.0 / count)
             self.model.add_regularizer_grad(self.params, g)
             self.opt.step(g, lr)
+
+    def local_update(self, count: float, lr: float) -> None:
+        """One optimizer step on this rank's own mean gradient (nothing if it had no rows)."""
+        self.apply_mean(self.grad, count, lr)
 
     def control_point(self, step: int, stop: bool, every: int) -> Outcome | None:
         """A stand-alone control exchange every ``every`` steps (decentralized algorithms)."""

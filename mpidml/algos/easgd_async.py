@@ -45,7 +45,7 @@ class AsyncEASGD(CentreModel):
         self.tau = int(self.cfg.tau)
         self.center_rank = self.size - 1
         self.workers = self.size - 1
-        self.serves = self.rank == self.center_rank
+        self.serves = self.rank == self.center_rank    # the centre rank: no data, answers meetings
         self.alpha = easgd_alpha(self.cfg, self.workers)
         self.center = self.params.copy()
         n = self.npar
@@ -76,10 +76,8 @@ class AsyncEASGD(CentreModel):
         self.samples = 0.0
         self.params -= (self.alpha * (self.params - reply[:n])).astype(self.params.dtype)
         flag = reply[n]
-        out = Outcome(self.control.loss, self.control.count, flag >= _STOP)
-        self.control.loss = self.control.count = 0.0
-        out.end_epoch = flag >= _END_EPOCH
-        return out
+        loss, count = self.control.take()
+        return Outcome(loss, count, flag >= _STOP, end_epoch=flag >= _END_EPOCH)
 
     def finish_epoch(self) -> None:
         """Collective after every epoch: the centre's NaN verdict, and x̃ on every rank."""

@@ -53,10 +53,7 @@ class Sync(Algorithm):
 
             out = self.control.exchange(step, stop)
             g = allgather_sum(self.comm, self.codec, self.grad, self._sum)
-        if out.count > 0:       # the same on every rank: all update or none
-            g *= g.dtype.type(1.0 / out.count)
-            self.model.add_regularizer_grad(self.params, g)
-            self.opt.step(g, lr)
+        self.apply_mean(g, out.count, lr)   # out.count is the same on every rank: all update or none
         return out
 
     def extra_rank_state(self):
