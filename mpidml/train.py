@@ -465,6 +465,8 @@ def train(cfg: TrainConfig, comm) -> dict:
             else:
                 algo.load_state(found.state, found.per_rank, found.meta.get("world_size") == size)
                 start_step = int(found.meta["step"])
+                if fault is not None:
+                    fault.resume_at(start_step)
                 was = found.meta.get("world_size")
                 log.always(f"resume: {found.path} (step {start_step}, written by {was} rank(s))"
                            + ("" if was == size else f"; re-partitioned for {size} rank(s): the rest "

@@ -34,6 +34,19 @@ def test_parse_fault():
     plan.corrupt_grad(1, 3, g)
     assert np.isnan(g[0])
     assert plan.checkpoint_hook() is None and callable(plan.checkpoint_hook())
+    # a step-keyed fault fires once, at the first step >= S the rank takes (async workers skip steps)
+    plan = parse_fault("nan:1:5,raise:0:9,ckpt-crash:1")
+    g = np.zeros(3)
+    plan.corrupt_grad(1, 4, g)
+    assert not np.isnan(g[0])
+    plan.corrupt_grad(1, 24, g)
+    assert np.isnan(g[0])
+    g[0] = 0.0
+    plan.corrupt_grad(1, 25, g)
+    assert not np.isnan(g[0])
+    plan.resume_at(10)          # resumed past step 9: the raise already happened in the first run
+    plan.check(0, 11)
+    assert callable(plan.checkpoint_hook())   # checkpoint-keyed faults are not step-keyed
     for bad in ("raise:2", "kill:1:2", "raise:a:b", "sleep:1:2"):
         with pytest.raises(ValueError):
             parse_fault(bad)

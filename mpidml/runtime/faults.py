@@ -6,6 +6,11 @@
     slow:R:SEC        rank R sleeps SEC seconds at every step (a persistent straggler)
     ckpt-crash:K      rank 0 dies (os._exit) in the middle of writing its K-th checkpoint,
                       after the data is written and before the rename
+
+A step-keyed fault fires once, at the first step >= S that the rank takes: asynchronous
+workers (``--algo easgd_async``) number their own steps and jump to the next epoch's first
+step when the centre ends an epoch, so a slow worker may never take step S itself. On
+``--resume`` faults keyed before the resumed step are treated as already fired.
 """
 
 from __future__ import annotations
@@ -37,20 +42,34 @@ class FaultPlan:
     def __init__(self, faults: list[_Fault]):
         self.faults = faults
         self._checkpoints = 0
+        self._fired: set[int] = set()
+
+    def resume_at(self, step: int) -> None:
+        """Training continues at ``step``: faults keyed before it do not fire."""
+        self._fired.update(i for i, f in enumerate(self.faults)
+                           if f.kind in _STEP_KEYED and f.step < step)
+
+    def _due(self, kinds: tuple[str, ...], rank: int, step: int) -> list[_Fault]:
+        """The faults of ``kinds`` on ``rank`` due at ``step`` (each fires once)."""
+        due = []
+        for i, f in enumerate(self.faults):
+            if f.kind in kinds and f.rank == rank and 0 <= f.step <= step and i not in self._fired:
+                self._fired.add(i)
+                due.append(f)
+        return due
 
     def check(self, rank: int, step: int) -> None:
         """Start of a step: raise or sleep."""
         for f in self.faults:
             if f.kind == "slow" and f.rank == rank:
                 time.sleep(f.seconds)
-            elif f.rank == rank and f.step == step:
-                if f.kind == "raise":
-                    raise InjectedFault(f"injected fault at step {step} on rank {rank}")
-                if f.kind == "sleep":
-                    time.sleep(f.seconds)
+        for f in self._due(("raise", "sleep"), rank, step):
+            if f.kind == "raise":
+                raise InjectedFault(f"injected fault at step {step} on rank {rank}")
+            time.sleep(f.seconds)
 
     def corrupt_grad(self, rank: int, step: int, grad: np.ndarray) -> None:
-        if any(f.kind == "nan" and f.rank == rank and f.step == step for f in self.faults):
+        if self._due(("nan",), rank, step):
             grad[0] = np.nan
 
     def checkpoint_hook(self):
@@ -64,6 +83,7 @@ class FaultPlan:
         return None
 
 
+_STEP_KEYED = ("raise", "nan", "sleep")
 _ARITY = {"raise": 2, "nan": 2, "sleep": 3, "slow": 2, "ckpt-crash": 1}
 
 
