@@ -1,9 +1,13 @@
 """Small @njit helpers shared by the kernel modules (no MPI, no objects)."""
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["FASTMATH", "add_scaled", "chunk_bounds", "row_dot", "sparse_dot", "sum_parts_into", "zero"]
+__all__ = ["FASTMATH", "add_scaled", "chunk_bounds", "prefetch", "prefetch_row", "row_dot", "sparse_dot",
+           "sum_parts_into", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
 # but keeps NaN/inf semantics (no 'nnan'/'ninf'), so overflow guards still work.
@@ -74,3 +78,39 @@ def sparse_dot(data, indices, a, b, w):
         s0 += data[p] * w[indices[p]]
         p += 1
     return (s0 + s1) + (s2 + s3)
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Hint the CPU to bring the cache line holding ``arr[idx]`` (1-D array) into all cache
+    levels (``llvm.prefetch``: read, high locality, data). No effect on results; on CPUs
+    without prefetch instructions LLVM drops it. Used to fetch the next block of rows
+    while the current one is being computed on (the hardware prefetcher stops running
+    ahead while a kernel works from L1, and cannot follow a shuffled row order)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        aryty, idxty = sig.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        i = context.cast(builder, args[1], idxty, types.intp)
+        ptr = cgutils.get_item_pointer2(context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape),
+                                        cgutils.unpack_tuple(builder, ary.strides), aryty.layout, [i],
+                                        wraparound=False, boundscheck=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
+                                              ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def prefetch_row(x):
+    """Prefetch every 64-byte line of the 1-D array ``x`` (one row of X)."""
+    step = max(1, 64 // x.itemsize)
+    for j in range(0, x.shape[0], step):
+        prefetch(x, j)
