@@ -7,7 +7,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["FASTMATH", "add_scaled", "chunk_bounds", "prefetch", "prefetch_row", "row_dot", "sparse_dot",
-           "sum_parts_into", "zero"]
+           "sum_parts_into", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
 # but keeps NaN/inf semantics (no 'nnan'/'ninf'), so overflow guards still work.
@@ -59,25 +59,24 @@ def row_dot(x, w, d):
     return z
 
 
+@njit(cache=True, nogil=True, inline="always")
+def uidx(i):
+    """``i`` as an unsigned index (uintp): no wrap-around code when indexing with it."""
+    return np.uintp(i)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def sparse_dot(data, indices, a, b, w):
-    """Σ data[p]·w[indices[p]] over p in [a, b) with four independent accumulators
-    (the gathers of w overlap instead of waiting on one addition chain)."""
-    s0 = w.dtype.type(0)
-    s1 = s0
-    s2 = s0
-    s3 = s0
-    p = a
-    while p + 4 <= b:
-        s0 += data[p] * w[indices[p]]
-        s1 += data[p + 1] * w[indices[p + 1]]
-        s2 += data[p + 2] * w[indices[p + 2]]
-        s3 += data[p + 3] * w[indices[p + 3]]
-        p += 4
-    while p < b:
-        s0 += data[p] * w[indices[p]]
-        p += 1
-    return (s0 + s1) + (s2 + s3)
+    """Σ data[p]·w[indices[p]] over p in [a, b).
+
+    Positions and column indices are used as unsigned integers (``uidx``): numba then
+    skips its negative-index wrap-around (a sign test and add per access), which made
+    this gather ~1.7x slower than scipy's. CSR indices are non-negative by contract
+    (the data layer validates them)."""
+    s = w.dtype.type(0)
+    for p in range(uidx(a), uidx(b)):
+        s += data[p] * w[uidx(indices[p])]
+    return s
 
 
 @intrinsic

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._common import FASTMATH, chunk_bounds, prefetch_row, row_dot, sparse_dot, sum_parts_into, zero
+from ._common import FASTMATH, chunk_bounds, prefetch_row, row_dot, sparse_dot, sum_parts_into, uidx, zero
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
@@ -363,8 +363,8 @@ def _csr_range(data, indices, indptr, y, rows, lo, hi, w, grad, scratch):
         for u in range(nb):
             i = rows[b0 + u]
             s = grad.dtype.type(zb[u])
-            for p in range(indptr[i], indptr[i + 1]):
-                grad[indices[p]] += s * data[p]
+            for p in range(uidx(indptr[i]), uidx(indptr[i + 1])):
+                grad[uidx(indices[p])] += s * data[p]
             grad[d] += s
     return loss
 
