@@ -68,6 +68,7 @@ def test_logreg_kernels(dtype, n, d):
         ("csr-scratch-dtype", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g,
                                                              new_scratch(dtype))),
         ("csr-par", lambda g: logreg_loss_grad_csr_parallel(C.data, C.indices, C.indptr, y, rows, w, g, part)),
+        ("csr-int64", lambda g: logreg_loss_grad_csr(C.data, C.indices.astype(np.int64), C.indptr, y, rows, w, g)),
     ]:
         grad = np.full(d + 1, np.nan, dtype)  # overwritten, not accumulated into
         loss = call(grad)
