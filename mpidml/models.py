@@ -104,7 +104,7 @@ class LogReg(Model):
         self._weight_slices = [slice(0, self.d)]
         self.parallel = bool(parallel)
         self._part = None
-        self._scratch = new_scratch()
+        self._scratch = new_scratch(self.dtype)
 
     def init_params(self, seed: int = 0) -> np.ndarray:
         """Zero parameters (the problem is convex)."""

@@ -52,7 +52,7 @@ def make_data(n, d, dtype, labels, K=3, density=0.3, seed=0):
 
 # ---------------------------------------------------------------- raw kernels vs numpy
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,d", [(1, 1), (37, 5), (403, 64), (200, 3)])
+@pytest.mark.parametrize("n,d", [(1, 1), (37, 5), (403, 64), (200, 3), (1001, 100)])
 def test_logreg_kernels(dtype, n, d):
     X, C, y, rows = make_data(n, d, dtype, "binary", seed=n + d)
     w = (np.random.default_rng(1).standard_normal(d + 1) * 2).astype(dtype)
@@ -61,10 +61,14 @@ def test_logreg_kernels(dtype, n, d):
     for name, call in [
         ("dense", lambda g: logreg_loss_grad_dense(X, y, rows, w, g)),
         ("dense-scratch", lambda g: logreg_loss_grad_dense(X, y, rows, w, g, new_scratch())),
+        ("dense-scratch-dtype", lambda g: logreg_loss_grad_dense(X, y, rows, w, g, new_scratch(dtype))),
         ("dense-par", lambda g: logreg_loss_grad_dense_parallel(X, y, rows, w, g, part)),
         ("csr", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g)),
         ("csr-scratch", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g, new_scratch())),
+        ("csr-scratch-dtype", lambda g: logreg_loss_grad_csr(C.data, C.indices, C.indptr, y, rows, w, g,
+                                                             new_scratch(dtype))),
         ("csr-par", lambda g: logreg_loss_grad_csr_parallel(C.data, C.indices, C.indptr, y, rows, w, g, part)),
+        ("csr-int64", lambda g: logreg_loss_grad_csr(C.data, C.indices.astype(np.int64), C.indptr, y, rows, w, g)),
     ]:
         grad = np.full(d + 1, np.nan, dtype)  # overwritten, not accumulated into
         loss = call(grad)

@@ -8,7 +8,7 @@ Fused (X read once per call); ridge (L2) is added by the model to the mean gradi
 import numpy as np
 from numba import njit
 
-from ._common import FASTMATH, row_dot, sparse_dot, zero
+from ._common import FASTMATH, row_dot, sparse_dot, uidx, zero
 
 __all__ = ["lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
            "lsq_sq_error_csr", "lsq_loss_grad_reference"]
@@ -59,8 +59,8 @@ def lsq_loss_grad_csr(data, indices, indptr, y, rows, w, grad):
         r = float(z) - float(y[i])
         loss += 0.5 * r * r
         s = grad.dtype.type(r)
-        for p in range(lo, hi):
-            grad[indices[p]] += s * data[p]
+        for p in range(uidx(lo), uidx(hi)):
+            grad[uidx(indices[p])] += s * data[p]
         grad[d] += s
     return loss
 
