@@ -68,6 +68,7 @@ class TrainConfig:
     stall_timeout: float = 300.0    # seconds without progress before the watchdog aborts (0: off)
     memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
     stream_in_memory: bool = False           # testing aid: the streamed row order, data in memory
+    partition: str = "contiguous"            # row order per epoch: contiguous | shuffle | sample (data/batches.py)
     algo: str = "sync"
     tau: int = 8                    # local_sgd / easgd: steps between averages / centre meetings
     local_after: int = 0            # local_sgd: average every step for the first S steps (post-local SGD)
@@ -110,6 +111,12 @@ class TrainConfig:
             self.memory_budget = parse_memory_budget(self.memory_budget)
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise ValueError(f"--memory-budget must be positive, got {self.memory_budget}")
+        from .data.batches import PARTITIONS
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"--partition must be one of {', '.join(PARTITIONS)}, got {self.partition!r}")
+        if self.partition != "contiguous" and self.memory_budget:
+            raise ValueError(f"--partition {self.partition} reads each epoch's rows into memory; "
+                             f"it cannot be combined with --memory-budget")
         if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
             raise ValueError("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
         if (self.resume or self.checkpoint_every) and not self.checkpoint_dir:
@@ -214,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="out-of-core mode: stream each rank's rows from disk in chunks so that "
                         "the data held in memory stays within SIZE per rank (e.g. 512M, 2G; at "
                         "least 256M); rows are shuffled within chunks; default: load the shard")
+    g.add_argument("--partition", choices=["contiguous", "shuffle", "sample"], default=d.partition,
+                   help="rows per rank and epoch: contiguous (a fixed balanced block, shuffled within "
+                        "it each epoch); shuffle (a balanced block of a new global permutation every "
+                        "epoch, read from disk each epoch); sample (n/p rows drawn with replacement "
+                        "per rank and epoch, read from disk each epoch)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     g.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -427,6 +439,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         from .data.stream import ChunkStream
         with ChunkStream(shard.dataset, shard.start, shard.stop, cfg.memory_budget) as plan:
             source = InMemoryRows(shard.X, shard.y, [b - a for a, b in plan.ranges])
+    elif cfg.partition != "contiguous":
+        from .data.batches import EpochReadRows
+        source = EpochReadRows(shard, size, cfg.partition)   # re-reads its rows every epoch
     else:
         source = InMemoryRows(shard.X, shard.y)
     n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
