@@ -66,8 +66,10 @@ class TrainConfig:
     checkpoint_keep: int = 3
     resume: bool = False
     stall_timeout: float = 300.0    # seconds without progress before the watchdog aborts (0: off)
+    debug_collectives: bool = False  # check every collective's signature across ranks (comm/debug.py)
     memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
     stream_in_memory: bool = False           # testing aid: the streamed row order, data in memory
+    partition: str = "contiguous"            # row order per epoch: contiguous | shuffle | sample (data/batches.py)
     algo: str = "sync"
     tau: int = 8                    # local_sgd / easgd: steps between averages / centre meetings
     local_after: int = 0            # local_sgd: average every step for the first S steps (post-local SGD)
@@ -109,6 +111,12 @@ class TrainConfig:
             self.memory_budget = parse_memory_budget(self.memory_budget)
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise ValueError(f"--memory-budget must be positive, got {self.memory_budget}")
+        from .data.batches import PARTITIONS
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"--partition must be one of {', '.join(PARTITIONS)}, got {self.partition!r}")
+        if self.partition != "contiguous" and self.memory_budget:
+            raise ValueError(f"--partition {self.partition} reads each epoch's rows into memory; "
+                             f"it cannot be combined with --memory-budget")
         if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
             raise ValueError("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
         if (self.resume or self.checkpoint_every) and not self.checkpoint_dir:
@@ -215,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="out-of-core mode: stream each rank's rows from disk in chunks so that "
                         "the data held in memory stays within SIZE per rank (e.g. 512M, 2G; at "
                         "least 256M); rows are shuffled within chunks; default: load the shard")
+    g.add_argument("--partition", choices=["contiguous", "shuffle", "sample"], default=d.partition,
+                   help="rows per rank and epoch: contiguous (a fixed balanced block, shuffled within "
+                        "it each epoch); shuffle (a balanced block of a new global permutation every "
+                        "epoch, read from disk each epoch); sample (n/p rows drawn with replacement "
+                        "per rank and epoch, read from disk each epoch)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     g.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -289,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stall-timeout", type=float, metavar="SEC", default=d.stall_timeout,
                    help="abort the job when a rank makes no progress for this long, naming where "
                         "each rank was (0 = off)")
+    g.add_argument("--debug-collectives", action="store_true", default=d.debug_collectives,
+                   help="before every collective, check on all ranks that they entered the same one "
+                        "(name, size, dtype, op, root) and fail naming the first mismatch and where each "
+                        "rank called from; costs one small allgather per collective "
+                        "(also: MPIDML_DEBUG_COLLECTIVES=1)")
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
@@ -398,6 +416,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         return parse_fault(cfg.inject_fault)
 
     fault = fail_together(comm, "checking the configuration", check_config)
+    if cfg.debug_collectives:
+        from .comm import debug
+        debug.enable()
     if cfg.data is None:
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=_Log(rank, False, None).always)
     log = fail_together(comm, "opening the metrics file", _Log, rank, cfg.quiet, cfg.metrics)
@@ -429,6 +450,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         from .data.stream import ChunkStream
         with ChunkStream(shard.dataset, shard.start, shard.stop, cfg.memory_budget) as plan:
             source = InMemoryRows(shard.X, shard.y, [b - a for a, b in plan.ranges])
+    elif cfg.partition != "contiguous":
+        from .data.batches import EpochReadRows
+        source = EpochReadRows(shard, size, cfg.partition)   # re-reads its rows every epoch
     else:
         source = InMemoryRows(shard.X, shard.y)
     n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
@@ -665,6 +689,10 @@ def train(cfg: TrainConfig, comm) -> dict:
         "params_identical": len(set(digests)) == 1, "params_digest": digests[0],
         "checkpoint": final_ckpt, "resumed_from_step": start_step,
     }
+    if cfg.debug_collectives:
+        from .comm import debug
+        summary["collectives_checked"] = debug.total()
+        log.info(f"collective debug mode: {debug.total()} collectives checked on rank 0, all ranks matched")
     if cfg.save_model:
         from .saved import save_model
 

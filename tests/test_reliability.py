@@ -151,3 +151,16 @@ def test_bad_reliability_inputs(data, tmp_path, case):
     assert res.returncode == 2 and expect in res.stderr, res.output
     if before is not None:
         assert sorted(os.listdir(ck)) == before           # nothing lost or overwritten
+
+
+def test_debug_collectives_flag_checks_a_whole_run_without_changing_it(data, tmp_path):
+    """--debug-collectives on every collective of a checkpointed gossip run (neighbour exchanges,
+    control allreduces, broadcasts, checkpoint gathers): same bits as the unchecked run."""
+    args = ["--algo", "gossip", "--checkpoint-every", "20"]
+    plain = train(3, data, tmp_path / "p", tmp_path / "p.jsonl", *args)
+    checked = train(3, data, tmp_path / "d", tmp_path / "d.jsonl", *args, "--debug-collectives")
+    assert plain.returncode == 0 and checked.returncode == 0, plain.output + checked.output
+    assert summary(tmp_path / "d.jsonl")["params_digest"] == summary(tmp_path / "p.jsonl")["params_digest"]
+    header = json.loads(open(tmp_path / "d.jsonl").readline())
+    assert header["config"]["debug_collectives"] is True
+    assert summary(tmp_path / "d.jsonl")["collectives_checked"] > 72   # 3 epochs x 24 steps, each a neighbour exchange

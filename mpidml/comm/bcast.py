@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import debug as _debug
 from .ring import _check_buffer, counters
 
 __all__ = ["tree_bcast", "chain_bcast", "shm_bcast"]
@@ -21,6 +22,9 @@ CHAIN_CHUNK_BYTES = 1 << 18
 
 def tree_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
     """Binomial-tree broadcast of ``buf`` from ``root`` (in place on the other ranks)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "tree_bcast", buf, root=root):
+            return tree_bcast(comm, buf, root)
     _check_buffer(buf, reduce=False)
     p, rank = comm.Get_size(), comm.Get_rank()
     vr = (rank - root) % p
@@ -42,6 +46,9 @@ def tree_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
 
 def chain_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
     """Pipelined chain broadcast: chunks flow root → root+1 → … → root−1."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "chain_bcast", buf, root=root):
+            return chain_bcast(comm, buf, root)
     _check_buffer(buf, reduce=False)
     p, rank = comm.Get_size(), comm.Get_rank()
     if p == 1 or buf.size == 0:
@@ -67,6 +74,9 @@ def chain_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
 
 def shm_bcast(engine, buf: np.ndarray, root: int = 0) -> np.ndarray:
     """Broadcast inside a node through ``engine``'s shared window (``ShmAllreduce``)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(engine.comm, "shm_bcast", buf, root=root):
+            return shm_bcast(engine, buf, root)
     n = buf.size
     if engine.rank == root:
         slot = engine.buffer(n)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import debug as _debug
 from .ring import ring_allgather, segment_counts
 
 __all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "pack", "unpack", "packed_size", "CODECS"]
@@ -130,6 +131,9 @@ def make_codec(name: str, n: int, dtype=np.float32, ratio: float = 0.01, levels:
 def allgather_sum(comm, codec, g: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Collective: ``out`` = Σ over ranks of decode(encode(g_rank)), identical bits on
     every rank. Payloads travel through the ring allgather (counted in ``counters``)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "allgather_sum", g, op=type(codec).__name__):
+            return allgather_sum(comm, codec, g, out)
     p, rank = comm.Get_size(), comm.Get_rank()
     payload = codec.encode(g)
     gathered = {}

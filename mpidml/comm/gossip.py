@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import debug as _debug
 from .ring import counters
 
 __all__ = ["neighbor_exchange", "gossip_round", "shift_exchange"]
@@ -19,6 +20,9 @@ _TAG_SHIFT = 0x6D21
 def neighbor_exchange(comm, send: np.ndarray, neighbors: list[int], recv: list[np.ndarray]) -> None:
     """Send ``send`` to every rank in ``neighbors`` and receive each neighbour's buffer
     into ``recv[k]`` (same order). Every rank calls it with its own neighbour list."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "neighbor_exchange", p2p={"to": neighbors, "send": send, "recv": recv}):
+            return neighbor_exchange(comm, send, neighbors, recv)
     from mpi4py import MPI
 
     reqs = [comm.Irecv(recv[k], source=j, tag=_TAG_GOSSIP) for k, j in enumerate(neighbors)]
@@ -43,6 +47,9 @@ def gossip_round(comm, x: np.ndarray, W: np.ndarray, neighbors: list[int],
 def shift_exchange(comm, send: np.ndarray, recv: np.ndarray, shift: int) -> None:
     """Directed exchange: send to (rank + shift) mod p, receive from (rank − shift) mod p
     (one round of a time-varying one-peer graph, e.g. push-sum)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "shift_exchange", p2p={"shift": shift, "send": send, "recv": recv}):
+            return shift_exchange(comm, send, recv, shift)
     p, rank = comm.Get_size(), comm.Get_rank()
     req = comm.Irecv(recv, source=(rank - shift) % p, tag=_TAG_SHIFT)
     comm.Send(send, dest=(rank + shift) % p, tag=_TAG_SHIFT)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from . import debug as _debug
 from .ring import _scale_mean, counters, ring_allreduce
 
 __all__ = ["NodeLayout", "split_nodes", "parse_fake_nodes", "hierarchical_allreduce"]
@@ -47,6 +48,7 @@ class NodeLayout:
     node_index: int
     num_nodes: int
     world_size: int
+    parent: object = None  # the communicator that was split (not owned; for debug checks)
 
     @property
     def is_leader(self) -> bool:
@@ -75,7 +77,7 @@ def split_nodes(comm, fake_nodes: str | None = None) -> NodeLayout:
     info = np.array([leaders.Get_rank() if is_leader else 0, leaders.Get_size() if is_leader else 0])
     node.Bcast(info, root=0)
     return NodeLayout(node=node, leaders=leaders, node_index=int(info[0]), num_nodes=int(info[1]),
-                      world_size=comm.Get_size())
+                      world_size=comm.Get_size(), parent=comm)
 
 
 def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "sum",
@@ -83,6 +85,9 @@ def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "
     """Allreduce over all nodes into ``out`` (default: in place); ``shm`` is the node's
     ``ShmAllreduce``. If ``buf`` is this rank's window slot and ``out`` is elsewhere,
     the slot is left intact (the shared result area is the scratch)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(layout.node if layout.parent is None else layout.parent, "hierarchical_allreduce", buf, op=op):
+            return hierarchical_allreduce(layout, shm, buf, op, out)
     n = buf.size
     out = buf if out is None else out
     slot = shm.buffer(n)

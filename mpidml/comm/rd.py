@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import debug as _debug
 from .ring import _check_buffer, _scale_mean, _scratch_buffer, counters
 
 __all__ = ["rd_allreduce"]
@@ -29,6 +30,9 @@ def _exchange(comm, buf, tmp, partner):
 
 def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
     """In-place recursive-doubling allreduce; same contract as ``ring_allreduce``."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "rd_allreduce", buf, op=op):
+            return rd_allreduce(comm, buf, op)
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
     _check_buffer(buf, reduce=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.partition import block_counts
+from . import debug as _debug
 
 __all__ = [
     "ByteCounter",
@@ -185,6 +186,9 @@ def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
     mean (``op="avg"``) over ranks; the other segments hold partial sums. Returns the
     view of this rank's segment.
     """
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "ring_reduce_scatter", buf, op=op):
+            return ring_reduce_scatter(comm, buf, op)
     _check_buffer(buf, reduce=True)
     p, rank = comm.Get_size(), comm.Get_rank()
     counts, offsets = segment_counts(buf.size, p)
@@ -203,6 +207,9 @@ def ring_allgather(comm, buf: np.ndarray) -> np.ndarray:
     On entry rank ``r`` holds valid data in its segment ``r`` of ``buf`` (layout of
     ``segment_counts(buf.size, p)``); on return every rank holds every segment.
     """
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "ring_allgather", buf):
+            return ring_allgather(comm, buf)
     _check_buffer(buf, reduce=False)
     counts, offsets = segment_counts(buf.size, comm.Get_size())
     _allgather_inplace(comm, buf, counts, offsets)
@@ -215,6 +222,9 @@ def ring_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
     Every rank passes a buffer of the same length and dtype; every rank gets back
     the bit-identical elementwise sum (``op="sum"``) or mean (``op="avg"``).
     """
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "ring_allreduce", buf, op=op):
+            return ring_allreduce(comm, buf, op)
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
     _check_buffer(buf, reduce=True)

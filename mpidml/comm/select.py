@@ -20,6 +20,7 @@ import os
 import numpy as np
 from mpi4py import MPI
 
+from . import debug as _debug
 from .hierarchical import NodeLayout, hierarchical_allreduce, split_nodes
 from .rd import rd_allreduce
 from .ring import _check_buffer, _scale_mean, counters, ring_allreduce
@@ -107,6 +108,9 @@ def native_allreduce(comm, buf: np.ndarray, op: str = "sum", out: np.ndarray | N
     """MPI's own ``Allreduce`` (in place, or into ``out``). Byte counters get the
     bandwidth-optimal volume 2(p−1)/p·n each way (what MPI really moved is not
     observable from here)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "native_allreduce", buf, op=op):
+            return native_allreduce(comm, buf, op, out)
     p = comm.Get_size()
     if out is None or out is buf:
         out = buf
@@ -130,6 +134,9 @@ def allreduce(comm, buf: np.ndarray, op: str = "sum", impl: str = "auto",
     which is returned. Every rank passes the same length, dtype, ``op`` and ``impl``;
     every rank gets back the same bits.
     """
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "allreduce", buf, op=op, impl=impl):
+            return allreduce(comm, buf, op, impl, out)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if op not in ("sum", "avg"):
@@ -167,6 +174,9 @@ BCAST_IMPLS = ("native", "tree", "chain", "shm")
 
 def bcast(comm, buf: np.ndarray, root: int = 0, impl: str = "native") -> np.ndarray:
     """Broadcast ``buf`` from ``root`` with one of ``BCAST_IMPLS`` (in place)."""
+    if _debug.on and _debug.outermost():
+        with _debug.checked(comm, "bcast", buf, root=root, impl=impl):
+            return bcast(comm, buf, root, impl)
     from .bcast import chain_bcast, shm_bcast, tree_bcast
 
     if impl == "native":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from . import debug as _debug
 from .ring import _scale_mean, counters, segment_counts
 
 __all__ = ["ShmAllreduce"]
@@ -133,6 +134,9 @@ class ShmAllreduce:
           shared area, so the input stays intact; then gathered into ``out``.
         * ``buf`` is ordinary memory: copied into the slot first (one extra copy).
         """
+        if _debug.on and _debug.outermost():
+            with _debug.checked(self.comm, "shm_allreduce", buf, op=op):
+                return self.allreduce(buf, op, out)
         n = buf.size
         out = buf if out is None else out
         in_window = n <= self.capacity and buf.ctypes.data == self.slot.ctypes.data

@@ -123,12 +123,14 @@ def inspect_dataset(spec) -> dict:
     }
     if ds.sparse:
         info["density"] = ds.nnz / max(ds.n * ds.d, 1)
+        info["index_dtype"] = str(ds.files[0].index_dtype)  # the same in every shard (checked)
     return info
 
 
 def _print_inspect(info: dict) -> None:
     print(f"{info['data']}: {info['rows']} rows x {info['d']} features, {info['layout']} {info['dtype']}"
-          + (f", nnz {info['nnz']} ({info['nnz'] / info['rows']:.1f} per row, density {info['density']:.2e})"
+          + (f", nnz {info['nnz']} ({info['nnz'] / info['rows']:.1f} per row, density {info['density']:.2e}, "
+             f"indices {info['index_dtype']})"
              if info["nnz"] is not None else ""))
     lab = info["labels"]
     print(f"labels: {info['y_dtype']}, min {lab['min']:g}, max {lab['max']:g}, mean {lab['mean']:.4f}")
@@ -173,7 +175,7 @@ def _convert(args) -> None:
                 args.n_features, args.label_column, args.delimiter, args.x_key, args.y_key,
                 args.labels, args.block_rows)
     print(f"wrote {s['path']}: {s['rows']} x {s['d']} {'CSR' if s['sparse'] else 'dense'} {s['dtype']}"
-          + (f", nnz {s['nnz']}" if s["sparse"] else "") + f" in {time.perf_counter() - t0:.1f} s")
+          + (f", nnz {s['nnz']}, indices {s['index_dtype']}" if s["sparse"] else "") + f" in {time.perf_counter() - t0:.1f} s")
 
 
 def _check(args) -> None:

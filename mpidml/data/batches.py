@@ -11,15 +11,30 @@ balanced slices (``shard_rows``) of the rank's epoch order. A step's rows come a
   (``default_rng([seed, epoch, rank, k])``), pieces split at chunk boundaries. Both give
   the same pieces in the same order, so a model trained from a stream is bit-identical
   to one trained in memory with the same chunk sizes.
+* ``EpochReadRows(shard, size, partition)`` (``--partition shuffle|sample``): each
+  epoch the rank's rows come from a pure partition function over the *whole* data set
+  (``shuffled_rows`` — a balanced block of one global permutation, every row exactly
+  once per epoch across ranks — or ``sampled_rows`` — with replacement, seeded by
+  ``(seed, epoch, rank)``) and are read from the file(s) then, one piece per step.
+
+``full()`` (the exact objective) is always the rank's contiguous shard, so every row
+counts exactly once across ranks whatever the training order.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from .partition import shard_rows
+from .loader import RowReader
+from .partition import sampled_rows, shard_rows, shuffled_rows
 
-__all__ = ["InMemoryRows", "StreamedRows", "chunk_permutation", "step_pieces", "loss_grad_pieces"]
+__all__ = ["InMemoryRows", "StreamedRows", "EpochReadRows", "PARTITIONS", "chunk_permutation", "step_pieces",
+           "loss_grad_pieces"]
+
+#: ``--partition``: contiguous (InMemoryRows / StreamedRows), shuffle and sample (EpochReadRows)
+PARTITIONS = ("contiguous", "shuffle", "sample")
 
 
 def chunk_permutation(size: int, seed: int, epoch: int, rank: int, k: int | None) -> np.ndarray:
@@ -113,6 +128,55 @@ class StreamedRows:
             piece = (c.X, c.y, np.arange(c.n, dtype=np.int64))
             del c
             yield piece
+
+
+class EpochReadRows:
+    """Row pieces of a per-epoch global partition, read from the data set every epoch.
+
+    ``shard`` is the rank's contiguous shard as loaded (``load_shard_collective``): it
+    provides the data set, the label mapping and ``full()``; ``size`` is the rank count.
+    Each ``epoch`` the rank's global rows (``rows_for``) are read once, sorted and
+    distinct, through ``RowReader.read_rows`` (blocks of ~64 MB, skipping blocks that
+    hold none of them; CSR too) and visited in the partitioner's order by index, so a row
+    sampled twice is stored once. At most one epoch's rows are held besides the shard.
+    Values are validated as they are read; the labels were checked (and -1/+1 mapped) over
+    the whole data set when the shards were loaded. ``reload_seconds``: read time per epoch.
+    """
+
+    def __init__(self, shard, size: int, partition: str):
+        if partition not in ("shuffle", "sample"):
+            raise ValueError(f"partition must be 'shuffle' or 'sample', got {partition!r}")
+        self.shard, self.size, self.partition = shard, int(size), partition
+        self.n = shard.n                  # rows of full(): the contiguous shard
+        self.n_total = shard.n_total
+        self.reload_seconds: list[float] = []
+
+    def rows_for(self, seed: int, epoch: int, rank: int) -> np.ndarray:
+        """Global rows of ``rank`` in ``epoch``, in visiting order (pure)."""
+        if self.partition == "shuffle":
+            return shuffled_rows(self.n_total, self.size, rank, seed, epoch)
+        return sampled_rows(self.n_total, self.size, rank, seed, epoch)
+
+    def read(self, rows: np.ndarray):
+        """``(X, y, order)``: the distinct ``rows`` read in ascending order, and for every
+        entry of ``rows`` its position in them (so ``X[order]`` is ``rows``' data)."""
+        uniq, order = np.unique(rows, return_inverse=True)
+        with RowReader(self.shard.dataset) as reader:
+            X, y = reader.read_rows(uniq)
+        if self.shard.labels_mapped:      # the data set's -1/+1 labels, as at load time
+            y = (y == 1).astype(y.dtype)
+        return X, y, order.astype(np.int64, copy=False)
+
+    def epoch(self, steps: int, seed: int, epoch: int, rank: int):
+        t0 = time.perf_counter()
+        X, y, order = self.read(self.rows_for(seed, epoch, rank))
+        self.reload_seconds.append(time.perf_counter() - t0)
+        for s in range(steps):
+            a, b = shard_rows(order.size, steps, s)
+            yield [(X, y, order[a:b])]
+
+    def full(self):
+        yield self.shard.X, self.shard.y, np.arange(self.shard.n, dtype=np.int64)
 
 
 def loss_grad_pieces(model, pieces, params, grad, scratch) -> float:

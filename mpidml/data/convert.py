@@ -6,7 +6,10 @@ written atomically (nothing under the target name unless the conversion finished
 
 * libsvm / svmlight: ``label idx:value idx:value ... [# comment]`` → CSR; indices are
   1-based unless ``zero_based``; ``qid:`` tokens are ignored; d is the largest index
-  + 1 unless ``n_features`` is given (a larger index is then an error).
+  + 1 unless ``n_features`` is given (a larger index is then an error). Indices are
+  written int32, or int64 when a column is >= 2**31 (hashed feature spaces; the
+  largest column is only known at the end, so the writer widens them on the fly);
+  nothing of size d is ever allocated.
 * CSV: numeric columns → dense; the label column is ``label_column`` (index or header
   name); a first line that is not numeric is taken as the header.
 * .npz: arrays ``X`` and ``y`` (dense), or a scipy.sparse CSR ``.npz`` (``data``,
@@ -220,7 +223,8 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     dtype, label_dtype = np.dtype(dtype), np.dtype(label_dtype)
     if fmt == "libsvm":
         blocks = libsvm_blocks(src, zero_based, n_features, block_rows, dtype)
-        sparse, index_dtype, d = True, np.int64, n_features or 0
+        # int32 indices unless a column needs int64 (decided while streaming: see the writer)
+        sparse, index_dtype, d = True, ("auto" if n_features is None or n_features > 2**31 else np.int32), n_features or 0
     elif fmt == "csv":
         blocks = csv_blocks(src, label_column, delimiter, block_rows, dtype)
         sparse, index_dtype, d = False, None, None
@@ -254,7 +258,7 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
         if sparse and fmt == "libsvm":
             w.d = max(n_features or 0, max_col + 1)
     return {"rows": w.n, "d": w.d, "nnz": w.nnz if sparse else None, "sparse": sparse,
-            "dtype": str(dtype), "path": dst}
+            "dtype": str(dtype), "index_dtype": str(w.index_dtype) if sparse else None, "path": dst}
 
 
 def _chain(first, blocks):

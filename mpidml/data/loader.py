@@ -241,14 +241,16 @@ class RowReader:
             Xs.append(csr_take_rows(X, take) if self.ds.sparse else X[take])
             ys.append(y[take])
             pos = end
+        # rows already sorted and distinct: the blocks are the answer (no reordering copy)
+        ordered = len(uniq) == len(rows) and bool(np.all(rows[1:] > rows[:-1]))
         if self.ds.sparse:
             Xu = csr_concat(Xs) if Xs else self.read(0, 0)[0]
-            X = csr_take_rows(Xu, inverse)
+            X = Xu if ordered else csr_take_rows(Xu, inverse)
         else:
             Xu = np.concatenate(Xs) if Xs else np.empty((0, self.ds.d), self.ds.dtype)
-            X = Xu[inverse]
+            X = Xu if ordered else Xu[inverse]
         yu = np.concatenate(ys) if ys else np.empty(0, self.ds.y_dtype)
-        return X, yu[inverse]
+        return X, (yu if ordered else yu[inverse])
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ __all__ = ["DataSetWriter", "write_dense", "write_csr", "DEFAULT_CHUNK_ROWS"]
 
 DEFAULT_CHUNK_ROWS = 8192
 _CSR_CHUNK = 1 << 16  # nonzeros per HDF5 chunk of /X/data and /X/indices
+_INT32_MAX = 2**31 - 1
+_WIDEN_BLOCK = 1 << 22  # nonzeros per copy step when indices are widened to int64
 
 
 class DataSetWriter:
@@ -28,6 +30,12 @@ class DataSetWriter:
     ``sparse=True`` writes the CSR group ``/X`` (``data``, ``indices``, ``indptr`` int64,
     attribute ``shape``); otherwise dense ``/X`` chunked by ``chunk_rows`` rows. Dtypes
     are kept exactly as given. ``attrs`` go on ``/X`` (provenance).
+
+    ``index_dtype="auto"`` (CSR, when the largest column is not known up front, e.g. a
+    streamed libsvm file): ``indices`` are int32 until a block holds a column >= 2**31,
+    then the dataset is rewritten once as int64 (in blocks; the int32 copy's file space is
+    not reclaimed, which costs 4 bytes per nonzero written before the widening). An
+    explicit int32 refuses such a column instead of wrapping it.
     """
 
     def __init__(self, path, d: int, dtype=np.float32, y_dtype=np.float32, sparse: bool = False,
@@ -38,7 +46,8 @@ class DataSetWriter:
         self.dtype = np.dtype(dtype)
         self.y_dtype = np.dtype(y_dtype)
         self.sparse = sparse
-        self.index_dtype = np.dtype(index_dtype)
+        self.auto_index = isinstance(index_dtype, str) and index_dtype == "auto"
+        self.index_dtype = np.dtype(np.int32 if self.auto_index else index_dtype)
         self.chunk_rows = max(1, int(chunk_rows))
         self.attrs = dict(attrs or {})
         self.compression = compression
@@ -87,6 +96,13 @@ class DataSetWriter:
             nnz = X.nnz
             self._data.resize((self.nnz + nnz,))
             self._data[self.nnz:] = X.data[:nnz].astype(self.dtype, copy=False)
+            if nnz and self.index_dtype == np.int32:
+                top = int(X.indices[:nnz].max())
+                if top > _INT32_MAX:
+                    if not self.auto_index:
+                        raise ValueError(f"column index {top} does not fit the int32 indices; "
+                                         f"write int64 indices (index_dtype='auto' or int64)")
+                    self._widen_indices()
             self._indices.resize((self.nnz + nnz,))
             self._indices[self.nnz:] = X.indices[:nnz].astype(self.index_dtype, copy=False)
             self._indptr.resize((self.n + k + 1,))
@@ -101,6 +117,18 @@ class DataSetWriter:
         self._y.resize((self.n + k,))
         self._y[self.n:] = y.astype(self.y_dtype, copy=False)
         self.n += k
+
+    def _widen_indices(self) -> None:
+        """Rewrite /X/indices as int64 (once), copying what was written in blocks."""
+        g, old = self._f["X"], self._indices
+        wide = g.create_dataset("indices_int64", shape=old.shape, maxshape=(None,), dtype=np.int64,
+                                chunks=(_CSR_CHUNK,), compression=self.compression)
+        for a in range(0, old.shape[0], _WIDEN_BLOCK):
+            wide[a:a + _WIDEN_BLOCK] = old[a:a + _WIDEN_BLOCK]
+        del g["indices"]
+        g.move("indices_int64", "indices")
+        self._indices = g["indices"]
+        self.index_dtype = np.dtype(np.int64)
 
     def __exit__(self, exc_type, exc, tb):
         try:
