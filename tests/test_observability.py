@@ -1,11 +1,14 @@
 """Metrics JSONL, --config TOML, Chrome-trace timeline, the plot command."""
 
 import json
+import os
+import shlex
+import shutil
 import sys
 
 import pytest
 
-from mpirun import run, run_mpi
+from mpirun import mpiexec_path, run, run_mpi
 
 from mpidml.data.synth import make_binary_dense
 
@@ -82,6 +85,40 @@ def test_plot_writes_png(data, tmp_path):
     assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 20_000
     bad = run([sys.executable, "-m", "mpidml.plot", str(tmp_path / "nope.jsonl")], timeout=60)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_launcher_on_terminal_walks_a_fake_proc(tmp_path):
+    """rank -> hydra proxy -> mpiexec; the launcher's stderr decides (a terminal, a log file)."""
+    from mpidml.progress import launcher_on_terminal
+
+    def proc(pid, ppid, name, stderr):
+        d = tmp_path / str(pid)
+        (d / "fd").mkdir(parents=True)
+        (d / "stat").write_text(f"{pid} ({name} x) S {ppid} 1 1 0\n")   # a comm with a space
+        (d / "comm").write_text(name + "\n")
+        os.symlink(stderr, d / "fd" / "2")
+    proc(30, 20, "python", "pipe:[1]")
+    proc(20, 10, "hydra_pmi_proxy", "pipe:[2]")
+    proc(10, 5, "mpiexec", "/dev/pts/3")
+    proc(5, 1, "bash", "/dev/pts/3")
+    proc(31, 21, "python", "pipe:[1]")
+    proc(21, 11, "slurmstepd", "pipe:[2]")
+    proc(11, 1, "srun", "/var/spool/slurm/job42.out")
+    proc(32, 5, "python", "/dev/pts/3")                 # no launcher among its ancestors
+    assert launcher_on_terminal(30, proc=str(tmp_path))
+    assert not launcher_on_terminal(31, proc=str(tmp_path))
+    assert not launcher_on_terminal(32, proc=str(tmp_path))
+    assert not launcher_on_terminal(99, proc=str(tmp_path))
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs script(1) to give mpiexec a terminal")
+def test_progress_auto_draws_a_bar_when_mpiexec_is_on_a_terminal(data):
+    """Hydra gives ranks pipes and no controlling terminal; auto still sees the user's terminal."""
+    cmd = [mpiexec_path(), "-n", "2", sys.executable, "-m", "mpidml.train", "--data", str(data / "train.h5"),
+           "--epochs", "1", "--batch-size", "64", "--progress", "auto"]
+    res = run(["script", "-qec", shlex.join(cmd), "/dev/null"], timeout=60)
+    assert res.returncode == 0, res.output
+    assert "step/s" in res.stdout and "%|" in res.stdout, res.stdout[-2000:]   # tqdm's bar
 
 
 def test_progress_modes_and_verbose(data):
