@@ -117,7 +117,7 @@ def test_csr_kernels_take_int64_indices(name, labels):
 
 
 def test_training_on_int64_indices_matches_int32(tmp_path):
-    """Same CSR data written with int32 and with int64 indices: identical training runs (p = 2)."""
+    """Same CSR data written with int32 and with int64 indices: the same training run to rounding (p = 2)."""
     rng = np.random.default_rng(7)
     n, d = 3000, 40
     w_true = rng.standard_normal(d)
@@ -138,5 +138,6 @@ def test_training_on_int64_indices_matches_int32(tmp_path):
             recs = [json.loads(line) for line in fh]
         finals[idt] = [r for r in recs if "objective" in r]
     a, b = finals[np.int32], finals[np.int64]
-    assert [r["objective"] for r in a] == [r["objective"] for r in b]
+    # the kernels compile separately per index dtype (vectorised differently): equal to rounding
+    np.testing.assert_allclose([r["objective"] for r in a], [r["objective"] for r in b], rtol=1e-5)
     assert a[-1]["objective"] < 0.9 * a[0]["objective"]      # it learned something
