@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import __version__
+from .algos import ALGOS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES, scaled_lr
 
@@ -72,6 +73,9 @@ class TrainConfig:
     partition: str = "contiguous"            # row order per epoch: contiguous | shuffle | sample (data/batches.py)
     algo: str = "sync"
     tau: int = 8                    # local_sgd / easgd: steps between averages / centre meetings
+    servers: int = 1                # ps: ranks holding parameter shards (the last ones)
+    staleness: str = "inf"          # ps: 0 (BSP), s > 0 (SSP), inf (ASGD)
+    dc_lambda: float = 0.0          # ps: DC-ASGD delay-compensation strength (0 = off)
     local_after: int = 0            # local_sgd: average every step for the first S steps (post-local SGD)
     easgd_alpha: float | None = None
     easgd_beta: float = 0.9
@@ -125,7 +129,6 @@ class TrainConfig:
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
         if self.test and not self.data:
             raise ValueError("--test needs --data (the default data set brings its own test file)")
-        from .algos import ALGOS
         from .comm.codecs import CODECS
         from .comm.topology import TOPOLOGIES
 
@@ -151,8 +154,17 @@ class TrainConfig:
             raise ValueError(f"--easgd-alpha must be in [0, 1), got {self.easgd_alpha}")
         if not 0 <= self.easgd_beta < 1:
             raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
-        if self.algo == "easgd_async" and self.memory_budget:
-            raise ValueError("--algo easgd_async does not stream (--memory-budget) yet")
+        if self.algo in ("easgd_async", "ps") and self.memory_budget:
+            raise ValueError(f"--algo {self.algo} does not stream (--memory-budget) yet")
+        if self.algo in ("easgd_async", "ps") and self.partition != "contiguous":
+            raise ValueError(f"--algo {self.algo} trains on contiguous row blocks only (--partition contiguous)")
+        from .algos.ps import parse_staleness
+        parse_staleness(self.staleness)
+        self.staleness = str(self.staleness)
+        if self.servers < 1:
+            raise ValueError(f"--servers must be >= 1, got {self.servers}")
+        if self.dc_lambda < 0:
+            raise ValueError(f"--dc-lambda must be >= 0, got {self.dc_lambda}")
         if self.algo == "eamsgd":      # EAMSGD = EASGD with Nesterov momentum on the local steps
             self.optimizer = "nesterov"
 
@@ -261,13 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=d.seed, help="seed for the per-epoch shuffling of rows")
     g = p.add_argument_group("algorithm (what the ranks exchange, with whom, when)")
     g.add_argument("--algo", default=d.algo,
-                   choices=["sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco"],
+                   choices=list(ALGOS),
                    help="sync: allreduce of gradients every step (BSP); local_sgd: average models every "
                         "--tau steps; easgd/eamsgd: elastic averaging with a centre model every --tau steps "
                         "(eamsgd: Nesterov momentum); easgd_async: each worker meets a centre rank (the last rank, no data) "
                         "every --tau of its own steps, nobody waits for a straggler; gossip: D-PSGD with neighbours on --topology; "
                         "pushsum: stochastic gradient push, one peer per step; choco: CHOCO-SGD, compressed "
-                        "gossip. See the README's guide to choosing")
+                        "gossip; ps: parameter server (--servers, --staleness, --dc-lambda). "
+                        "See the README's guide to choosing")
     g.add_argument("--tau", type=int, default=d.tau,
                    help="local_sgd/easgd: local steps between model averages / centre meetings")
     g.add_argument("--local-after", type=int, metavar="STEPS", default=d.local_after,
@@ -285,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of coordinates top-k sends")
     g.add_argument("--qsgd-levels", type=int, default=d.qsgd_levels, help="QSGD quantisation levels (1..127)")
     g.add_argument("--choco-gamma", type=float, default=d.choco_gamma, help="choco: consensus step size")
+    g.add_argument("--servers", type=int, metavar="K", default=d.servers,
+                   help="ps: the last K ranks are servers, each owning 1/K of the parameters (no data)")
+    g.add_argument("--staleness", metavar="S", default=d.staleness,
+                   help="ps: consistency model: 0 = BSP (equals sync), S > 0 = SSP (no worker more than S "
+                        "clocks ahead of the slowest), inf = asynchronous SGD")
+    g.add_argument("--dc-lambda", type=float, metavar="LAMBDA", default=d.dc_lambda,
+                   help="ps: DC-ASGD delay compensation g + LAMBDA*g*g*(w_now - w_stale) on the servers (0 = off)")
     g.add_argument("--control-every", type=int, metavar="STEPS", default=d.control_every,
                    help="gossip/pushsum/choco: steps between the 32-byte global agreements on "
                         "stop requests and NaN (the only global collective they make)")
@@ -432,8 +452,10 @@ def train(cfg: TrainConfig, comm) -> dict:
     t0 = time.perf_counter()
     stream = None
     part = None
-    if cfg.algo == "easgd_async":   # the last rank holds the centre variable and no data
-        part = (size - 1, rank if rank < size - 1 else -1)
+    servers = {"easgd_async": 1, "ps": cfg.servers}.get(cfg.algo, 0)
+    if servers:   # the last rank(s) hold the centre variable / parameter shards and no data
+        workers = max(size - servers, 1)
+        part = (workers, rank if rank < workers else -1)
     if cfg.memory_budget and not cfg.stream_in_memory:
         stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always)
         shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
@@ -573,7 +595,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
-        if serves:    # easgd_async's centre rank: answer the workers until the epoch is done
+        if serves:    # easgd_async's centre / ps servers: answer the workers until the epoch is done
             mark("communicate", step)
             stopped_by = int(algo.serve_epoch(n))
             batches = ()
@@ -689,6 +711,10 @@ def train(cfg: TrainConfig, comm) -> dict:
         "params_identical": len(set(digests)) == 1, "params_digest": digests[0],
         "checkpoint": final_ckpt, "resumed_from_step": start_step,
     }
+    extra = algo.report()
+    if extra:
+        summary.update(extra)
+        log.info("  " + ", ".join(f"{k} {v}" for k, v in extra.items()))
     if cfg.debug_collectives:
         from .comm import debug
         summary["collectives_checked"] = debug.total()

@@ -7,6 +7,7 @@
     gossip       D-PSGD over a topology with Metropolis–Hastings weights
     pushsum      stochastic gradient push on a time-varying one-peer exponential graph
     choco        CHOCO-SGD: gossip of compressed differences
+    ps           parameter server: BSP / SSP / ASGD / DC-ASGD (--servers, --staleness, --dc-lambda)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .base import Algorithm, AlgoContext, Control, Outcome
 
 __all__ = ["ALGOS", "make_algorithm", "Algorithm", "AlgoContext", "Control", "Outcome"]
 
-ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco")
+ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco", "ps")
 
 
 def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
@@ -24,11 +25,12 @@ def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
     from .easgd_async import AsyncEASGD
     from .gossip import Gossip
     from .local_sgd import LocalSGD
+    from .ps import ParameterServer
     from .pushsum import PushSum
     from .sync import Sync
 
     table = {"sync": Sync, "local_sgd": LocalSGD, "easgd": EASGD, "eamsgd": EASGD, "easgd_async": AsyncEASGD, "gossip": Gossip,
-             "pushsum": PushSum, "choco": Choco}
+             "pushsum": PushSum, "choco": Choco, "ps": ParameterServer}
     if name not in table:
         raise ValueError(f"unknown --algo {name!r}; choose from {', '.join(ALGOS)}")
     return table[name](ctx)

@@ -91,6 +91,14 @@ class Control:
         self.take()
         return Outcome(float(reduced[0]), float(reduced[1]), bool(reduced[2] > 0))
 
+    def raise_if_bad_anywhere(self) -> None:
+        """Collective (asynchronous algorithms, at epoch ends): raise on every rank if any
+        rank saw a NaN/inf since the start, naming each such rank and its first bad step."""
+        bad = self.comm.allgather(self.bad_step)
+        if any(b >= 0 for b in bad):
+            raise CollectiveError("training", [(r, f"loss or gradient is NaN/inf at step {b}{self.hint}")
+                                               for r, b in enumerate(bad) if b >= 0], exit_code=EXIT_NUMERIC)
+
     def take(self) -> tuple[float, float]:
         """This rank's loss sum and count since the last control point; restarts both."""
         got = (self.loss, self.count)
@@ -226,6 +234,10 @@ class Algorithm:
 
     def load_extra(self, shared: dict, mine: dict | None) -> None:
         """Algorithm state besides parameters and optimizer (``mine`` None: elastic)."""
+
+    def report(self) -> dict:
+        """Collective: algorithm-specific fields for the run's summary record (default none)."""
+        return {}
 
     def describe(self) -> str:
         return self.name

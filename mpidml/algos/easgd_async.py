@@ -83,12 +83,7 @@ class AsyncEASGD(CentreModel):
         """Collective after every epoch: the centre's NaN verdict, and x̃ on every rank."""
         from ..comm.select import bcast
 
-        bad = self.comm.allgather(self.control.bad_step)     # the centre's is -1
-        if any(b >= 0 for b in bad):
-            from ..runtime.errors import EXIT_NUMERIC, CollectiveError
-
-            raise CollectiveError("training", [(r, f"loss or gradient is NaN/inf at step {b}{self.control.hint}")
-                                               for r, b in enumerate(bad) if b >= 0], exit_code=EXIT_NUMERIC)
+        self.control.raise_if_bad_anywhere()     # the centre's bad_step is -1
         bcast(self.comm, self.center, root=self.center_rank)
 
     # ---- the centre side ------------------------------------------------------------
