@@ -76,6 +76,12 @@ class Model:
             return math.sqrt(total / count)
         return total / count
 
+    def params_of_columns(self, cols: np.ndarray) -> np.ndarray | None:
+        """The sorted parameter indices a minibatch touching feature columns ``cols``
+        (sorted) reads and whose data gradient can be nonzero; None when every parameter
+        is (hidden layers). Lets a parameter server move only those (sparse push/pull)."""
+        return None
+
     def regularizer(self, params) -> float:
         return 0.5 * self.l2 * sum(float(np.dot(params[s], params[s])) for s in self._weight_slices)
 
@@ -112,6 +118,9 @@ class LogReg(Model):
 
     def views(self, params):
         return {"weight": params[: self.d], "bias": params[self.d:]}
+
+    def params_of_columns(self, cols):
+        return np.append(cols, self.d)          # [w (d) | b]: weight j is column j
 
     def _parts(self):
         if self._part is None:
@@ -163,6 +172,10 @@ class Softmax(Model):
         dk = self.d * self.K
         return {"weight": params[:dk].reshape(self.d, self.K), "bias": params[dk:]}
 
+    def params_of_columns(self, cols):
+        K, dk = self.K, self.d * self.K        # [W (d × K, row-major) | b (K)]
+        return np.concatenate([(cols[:, None] * K + np.arange(K)).ravel(), np.arange(dk, dk + K)])
+
     def loss_grad_sum(self, X, y, rows, params, grad) -> float:
         if isinstance(X, CSRMatrix):
             return softmax_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad, self._zk)
@@ -191,6 +204,9 @@ class LeastSquares(Model):
 
     def views(self, params):
         return {"weight": params[: self.d], "bias": params[self.d:]}
+
+    def params_of_columns(self, cols):
+        return np.append(cols, self.d)          # [w (d) | b]: weight j is column j
 
     def loss_grad_sum(self, X, y, rows, params, grad) -> float:
         if isinstance(X, CSRMatrix):

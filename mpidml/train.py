@@ -372,6 +372,9 @@ def _warm_up_kernels(comm, model, X, y, log) -> float:
         grad = np.empty_like(params)
         model.loss_grad_sum(X, y, rows, params, grad)
         model.metric_sum(X, y, rows, params)
+        if hasattr(X, "indptr"):   # the parameter server's sparse pull (algos/ps.py)
+            from .kernels._common import touched_columns
+            touched_columns(X.indptr, X.indices, rows, np.zeros(X.shape[1], np.uint8), np.empty(X.shape[1], np.int64), 0)
 
     t0 = time.perf_counter()
     if comm.Get_rank() == 0:
@@ -607,6 +610,14 @@ def train(cfg: TrainConfig, comm) -> dict:
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
                 continue   # resumed mid-epoch: skip the steps already taken (same row order)
+            if asynchronous:   # a parameter server fetches what the batch reads, or ends the epoch
+                mark("communicate", step)
+                t_comm = time.perf_counter()
+                ahead = algo.before_batch(pieces)
+                phase_time[1] += time.perf_counter() - t_comm
+                if ahead is not None:
+                    stopped_by = int(ahead.stop)
+                    break
             t_compute = time.perf_counter()
             mark("compute", step)
             if fault is not None:

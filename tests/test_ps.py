@@ -12,7 +12,10 @@ import pytest
 from mpirun import run_mpi
 
 from mpidml.algos.ps import SSPClocks, parse_staleness
-from mpidml.data.synth import make_binary_dense, multiclass_dense_blocks, write_blocks
+from mpidml.data.layout import CSRMatrix
+from mpidml.data.synth import clicklog_csr_blocks, make_binary_dense, multiclass_dense_blocks, write_blocks
+from mpidml.kernels._common import touched_columns
+from mpidml.models import make_model
 
 
 def test_parse_staleness():
@@ -66,10 +69,48 @@ def test_ssp_clocks_never_release_beyond_the_bound_and_never_deadlock(bound):
         c.pushed(0, 3)
 
 
+@pytest.mark.parametrize("name", ["logreg", "lsq", "softmax", "mlp"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_pull_covers_every_parameter_the_batch_reads(name, dtype):
+    """What makes the sparse push/pull exact: a CSR batch's data gradient is zero outside
+    params_of_columns(touched columns), and the loss does not depend on the other parameters."""
+    rng = np.random.default_rng(3)
+    n, d = 200, 300
+    dense = np.where(rng.random((n, d)) < 0.02, rng.standard_normal((n, d)), 0).astype(dtype)
+    rows_of = [np.flatnonzero(r) for r in dense]
+    X = CSRMatrix(np.concatenate([r[i] for r, i in zip(dense, rows_of)]).astype(dtype),
+                  np.concatenate(rows_of).astype(np.int32),
+                  np.concatenate([[0], np.cumsum([len(i) for i in rows_of])]).astype(np.int64), (n, d))
+    y = rng.integers(0, 3 if name in ("softmax", "mlp") else 2, n).astype(np.int64 if name in ("softmax", "mlp") else dtype)
+    model = make_model(name, d, 3, dtype, 1e-3, hidden=(5,))
+    rows = rng.choice(n, 17, replace=False).astype(np.int64)
+    mark, out = np.zeros(d, np.uint8), np.empty(d, np.int64)
+    k = touched_columns(X.indptr, X.indices, rows[:9], mark, out, 0)
+    k = touched_columns(X.indptr, X.indices, rows[9:], mark, out, k)   # two pieces of one batch
+    cols = np.sort(out[:k])
+    assert np.array_equal(cols, np.flatnonzero(dense[rows].any(axis=0))) and mark.sum() == k
+    idx = model.params_of_columns(cols)
+    if name == "mlp":
+        assert idx is None
+        return
+    params = (rng.standard_normal(model.nparams) * 0.1).astype(dtype)
+    grad = np.zeros_like(params)
+    loss = model.loss_grad_sum(X, y, rows, params, grad)
+    outside = np.setdiff1d(np.arange(model.nparams), idx)
+    assert not grad[outside].any() and grad[idx].any()
+    moved = params.copy()
+    moved[outside] += 1.0                              # stale values outside: same loss and gradient
+    grad2 = np.zeros_like(params)
+    assert model.loss_grad_sum(X, y, rows, moved, grad2) == loss and np.array_equal(grad2, grad)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("psdata")
-    paths = {"train": str(d / "train.h5"), "test": str(d / "test.h5"), "mc": str(d / "mc.h5")}
+    paths = {"train": str(d / "train.h5"), "test": str(d / "test.h5"), "mc": str(d / "mc.h5"),
+             "csr": str(d / "csr.h5")}
+    write_blocks(paths["csr"], clicklog_csr_blocks(8000, d=1 << 14, seed=4), 8000, 1 << 14, np.float32, np.float32,
+                 sparse=True)
     make_binary_dense(paths["train"], 6000, 12, seed=3)
     make_binary_dense(paths["test"], 1000, 12, seed=3, stream=1)
     write_blocks(paths["mc"], multiclass_dense_blocks(3000, 10, 4, seed=5), 3000, 10, np.float32, np.int64)
@@ -96,7 +137,8 @@ def objectives(path):
 def test_bsp_equals_sync(data, tmp_path):
     """--staleness 0 with W workers = sync with W ranks, to rounding: momentum (logreg),
     Adam, and an MLP whose L2 weight blocks straddle the server shards (K = 3)."""
-    cases = [("logreg", [], "train"),
+    cases = [("csr", [], "csr"),     # sparse push/pull of the touched columns only
+             ("logreg", [], "train"),
              ("adam", ["--optimizer", "adam", "--lr", "0.05"], "train"),
              ("mlp", ["--model", "mlp", "--hidden", "16", "--lr", "0.2", "--l2", "0.001"], "mc")]
     for name, extra, file in cases:
@@ -111,6 +153,7 @@ def test_bsp_equals_sync(data, tmp_path):
                                        objectives(tmp_path / f"{name}-sync.jsonl"), rtol=2e-6, err_msg=name)
             summary = records(tmp_path / f"{name}-ps{p}.jsonl")[-1]
             assert summary["clock_gap_max"] == 0 and summary["params_identical"]
+            assert (summary["pull_fraction"] < 0.5) if name == "csr" else (summary["pull_fraction"] == 1.0)
             assert summary["staleness_histogram"][1:] == [] or not any(summary["staleness_histogram"][1:])
 
 

@@ -145,6 +145,12 @@ class Algorithm:
         (summed loss ``loss``). Exchange, update, and return an ``Outcome`` at a control point."""
         raise NotImplementedError
 
+    def before_batch(self, pieces) -> Outcome | None:
+        """Asynchronous algorithms: called before a worker computes the step's batch
+        (``pieces``: its (X, y, rows) parts). An Outcome with ``end_epoch`` ends the epoch
+        for this worker before computing. Default: nothing."""
+        return None
+
     def apply_mean(self, g: np.ndarray, count: float, lr: float) -> None:
         """One optimizer step with the mean gradient ``g / count`` (+ regulariser), ``g``
         scaled in place; nothing when ``count`` is 0."""

@@ -3,13 +3,20 @@
 The last ``--servers K`` ranks are servers: server k owns the k-th contiguous shard of
 the flat parameter vector (``shard_rows(nparams, K, k)``) and that shard's optimizer
 state. The other W = p − K ranks are workers; they hold the data (the W-way row
-partition) and no optimizer. Every worker step is one round trip to every server:
+partition) and no optimizer. Before each step a worker makes one round trip to every
+server (``before_batch``):
 
-    worker:  computes its gradient sum g at its copy of the parameters,
-             Isend(push_k = [clock, count, lr, control | g[shard k]]) to every server k,
-             Irecv(reply_k = [flag | shard k]) and waits; its copy := the replies
-    server:  applies the push with its optimizer, and answers the worker *when the
-             consistency model allows*
+    worker → server k:  [clock c, count, lr, control | gradient of step c at the shard's
+                         parameters it fetched for step c | the parameters step c + 1 reads]
+    server k → worker:  [flag | those parameters' current values]   (when consistency allows)
+
+For dense data (or an MLP) "the parameters" are the whole shard. For CSR data with a
+linear model (logreg, lsq, softmax) they are only the ones the batch's touched columns
+address (``Model.params_of_columns``): the batch's data gradient is zero elsewhere and its
+loss does not read the rest, so this *sparse push/pull* computes exactly what a dense one
+would — the L2 term is added on the server, at its current weights. A worker's copy of
+untouched parameters is stale, which is harmless until the epoch end refreshes it. The
+summary's ``pull_fraction`` is the share of the shards the replies carried.
 
 Consistency (``--staleness s``; Ho et al. 2013, "More effective distributed ML via a
 stale synchronous parallel parameter server"). A worker's *clock* is the number of
@@ -25,8 +32,9 @@ c − min is recorded at every reply: ``clock_gap_max`` in the summary).
   optimizer step on that worker's mean gradient with learning rate lr / W (the linear
   scaling rule: a push carries 1/W of the global batch).
 - DC-ASGD (``--dc-lambda λ > 0``; Zheng et al. 2017): the server keeps, per worker, the
-  shard it last sent that worker (w_bak) and compensates the delayed gradient before
-  applying it: g ← g + λ · g ⊙ g ⊙ (w_now − w_bak). Costs W copies of the shard per server.
+  values it last sent that worker (w_bak) and compensates the delayed data gradient before
+  applying it: g ← g + λ · g ⊙ g ⊙ (w_now − w_bak); the L2 term, computed on the server at
+  w_now, is not delayed. Costs W copies of the shard per server.
 
 *Gradient staleness* — the number of pushes a server applied between sending a worker
 its parameters and receiving the gradient computed from them — is histogrammed on every
@@ -60,7 +68,6 @@ __all__ = ["ParameterServer", "SSPClocks", "parse_staleness"]
 
 _TAG_PUSH, _TAG_REPLY, _TAG_BYE = 0x7030, 0x7031, 0x7032
 _END_EPOCH, _STOP = 1.0, 2.0
-_PUSH_META = 7     # [clock, count, lr, loss, count since control, stop, NaN]  (float64)
 
 
 def _count(hist: np.ndarray, value: int) -> np.ndarray:
@@ -120,6 +127,34 @@ class SSPClocks:
         return c - self.slowest() <= self.bound
 
 
+class _Message:
+    """One worker→server message in a byte buffer: ``[meta (float64) | values | columns]``.
+
+    meta = [clock, count, lr, loss, count since control, stop, NaN, n_values, n_columns];
+    ``values`` (the parameter dtype) are the gradient sums of step ``clock`` at the
+    columns the server sent last (the whole shard when dense; none when clock = 0);
+    ``columns`` (int32, shard-local) are the parameters the next step needs, or
+    n_columns = −1 for the whole shard."""
+
+    META = 9
+
+    def __init__(self, m: int, dtype: np.dtype):
+        self.dtype = np.dtype(dtype)
+        self.buf = np.zeros(8 * self.META + m * (self.dtype.itemsize + 4), dtype=np.uint8)
+        self.meta = self.buf[:8 * self.META].view(np.float64)
+
+    def values(self, n: int) -> np.ndarray:
+        a = 8 * self.META
+        return self.buf[a:a + n * self.dtype.itemsize].view(self.dtype)
+
+    def columns(self, n_values: int, n: int) -> np.ndarray:
+        a = 8 * self.META + n_values * self.dtype.itemsize
+        return self.buf[a:a + 4 * n].view(np.int32)
+
+    def nbytes(self) -> int:
+        return 8 * self.META + int(self.meta[7]) * self.dtype.itemsize + 4 * max(int(self.meta[8]), 0)
+
+
 class ParameterServer(Algorithm):
     name = "ps"
     asynchronous = True
@@ -138,82 +173,136 @@ class ParameterServer(Algorithm):
         self.dc_lambda = float(cfg.dc_lambda)
         self.server_ranks = list(range(self.W, self.size))
         self.shards = [shard_rows(self.npar, self.K, k) for k in range(self.K)]
+        self.bounds = np.array([lo for lo, _ in self.shards] + [self.npar], dtype=np.int64)
         self.serves = self.rank >= self.W
         dt = self.params.dtype
         self._item = dt.itemsize
-        # staleness statistics (servers fill them; report() merges)
+        # statistics (servers fill them; report() merges)
         self.gap_hist = np.zeros(1, dtype=np.int64)
         self.stale_hist = np.zeros(1, dtype=np.int64)
+        self.moved = np.zeros(2, dtype=np.int64)        # [parameters sent in replies, shard sizes of those replies]
         if self.serves:
             from ..optim import make_optimizer
 
             self.k = self.rank - self.W
             lo, hi = self.shards[self.k]
             self.lo, self.hi = lo, hi
+            m = hi - lo
             self.shard = self.params[lo:hi]                 # the optimizer updates this view in place
             self.shard_opt = make_optimizer(cfg.optimizer, self.shard, cfg.momentum, cfg.weight_decay)
             self._reg = [(max(s.start, lo) - lo, min(s.stop, hi) - lo) for s in self.model._weight_slices
                          if max(s.start, lo) < min(s.stop, hi)]
-            m = hi - lo
-            self._in = np.zeros(8 * _PUSH_META + m * self._item, dtype=np.uint8)
-            self._in_meta = self._in[:8 * _PUSH_META].view(np.float64)
-            self._in_grad = self._in[8 * _PUSH_META:].view(dt)
+            self._in = _Message(m, dt)
             self._out = np.zeros(8 + m * self._item, dtype=np.uint8)
             self._out_flag = self._out[:8].view(np.float64)
-            self._out_shard = self._out[8:].view(dt)
             self._g = np.zeros(m, dtype=dt)
             self.clocks = SSPClocks(self.W, self.bound)
+            self._sent_cols: list = [None] * self.W      # what each worker got last (None: all)
+            self._want: list = [None] * self.W           # what each held-back worker asked for
             if self.bound == 0:   # BSP: one clock's pushes are summed in worker order
                 self._held = np.zeros((self.W, m), dtype=dt)
                 self._held_meta = np.zeros((self.W, 3))    # [clock, count, lr]; clock 0 = nothing held
             if self.dc_lambda > 0:
                 self._bak = np.zeros((self.W, m), dtype=dt)
         else:
-            self._push, self._push_meta, self._push_grad = [], [], []
-            self._reply, self._reply_flag, self._reply_shard = [], [], []
-            for lo, hi in self.shards:
-                buf = np.zeros(8 * _PUSH_META + (hi - lo) * self._item, dtype=np.uint8)
-                self._push.append(buf)
-                self._push_meta.append(buf[:8 * _PUSH_META].view(np.float64))
-                self._push_grad.append(buf[8 * _PUSH_META:].view(dt))
-                rep = np.zeros(8 + (hi - lo) * self._item, dtype=np.uint8)
-                self._reply.append(rep)
-                self._reply_flag.append(rep[:8].view(np.float64))
-                self._reply_shard.append(rep[8:].view(dt))
+            self._msg = [_Message(hi - lo, dt) for lo, hi in self.shards]
+            self._reply = [np.zeros(8 + (hi - lo) * self._item, dtype=np.uint8) for lo, hi in self.shards]
+            self._cols: list = [None] * self.K          # shard-local columns fetched for the step
             self._bye = np.zeros(1, dtype=np.float64)
+            self._mark = None
         self.clock = 0
+        self._pushed = True          # nothing to deliver before the first step of an epoch
+        self._stop = False
 
     # ---- the worker side -------------------------------------------------------------
     def step(self, step, loss, count, lr, stop):
+        """Keep the step's gradient; it travels with the next step's request (before_batch)."""
+        self.control.note(step, loss, count, self.grad)
+        self.clock += 1
+        self._pushed, self._count, self._lr, self._stop = False, count, lr, stop
+        loss, count = self.control.take()
+        return Outcome(loss, count, False)
+
+    def _needed(self, pieces) -> np.ndarray | None:
+        """Sorted parameter indices the batch reads (CSR rows of a linear model), else None."""
+        from ..data.layout import CSRMatrix
+        from ..kernels._common import touched_columns
+
+        if not pieces or not all(isinstance(X, CSRMatrix) for X, _, _ in pieces):
+            return None
+        if self.model.params_of_columns(np.zeros(0, dtype=np.int64)) is None:
+            return None
+        if self._mark is None:
+            d = pieces[0][0].shape[1]
+            self._mark, self._colbuf = np.zeros(d, dtype=np.uint8), np.empty(d, dtype=np.int64)
+        n = 0
+        for X, _, rows in pieces:
+            n = touched_columns(X.indptr, X.indices, rows, self._mark, self._colbuf, n)
+        cols = np.sort(self._colbuf[:n])
+        self._mark[cols] = 0
+        return self.model.params_of_columns(cols)
+
+    def before_batch(self, pieces):
+        """One round trip to every server before computing a batch: deliver the previous
+        step's gradient and fetch the parameters this batch reads (all of them for dense
+        data; the touched ones for CSR data). Returns an Outcome when the epoch is over."""
         from ..comm.p2p import polite_wait
         from ..comm.ring import counters
 
-        self.control.note(step, loss, count, self.grad)
-        self.clock += 1
-        reqs = []
+        need = self._needed(pieces)
+        cut = None if need is None else np.searchsorted(need, self.bounds)
+        reqs, sent = [], 0
         for k, (lo, hi) in enumerate(self.shards):
-            meta = self._push_meta[k]
-            meta[0], meta[1], meta[2] = self.clock, count, lr
-            self.control.pack(meta[3:7], stop)
-            self._push_grad[k][:] = self.grad[lo:hi]
+            msg, prev = self._msg[k], self._cols[k]
+            meta = msg.meta
+            push = not self._pushed
+            meta[0], meta[1], meta[2] = (self.clock, self._count, self._lr) if push else (0, 0, 0)
+            self.control.pack(meta[3:7], self._stop)
+            nv = 0
+            if push:
+                nv = hi - lo if prev is None else prev.size
+                vals = msg.values(nv)
+                if prev is None:
+                    vals[:] = self.grad[lo:hi]
+                else:
+                    np.take(self.grad[lo:hi], prev, out=vals)
+            meta[7] = nv
+            if need is None:
+                meta[8] = -1
+                self._cols[k] = None
+            else:
+                local = msg.columns(nv, int(cut[k + 1] - cut[k]))
+                np.subtract(need[cut[k]:cut[k + 1]], lo, out=local, casting="unsafe")
+                meta[8] = local.size
+                self._cols[k] = local.copy()
+            nbytes = msg.nbytes()
+            sent += nbytes
             reqs.append(self.comm.Irecv(self._reply[k], source=self.server_ranks[k], tag=_TAG_REPLY))
-        for k in range(self.K):
-            reqs.append(self.comm.Isend(self._push[k], dest=self.server_ranks[k], tag=_TAG_PUSH))
+            reqs.append(self.comm.Isend(msg.buf[:nbytes], dest=self.server_ranks[k], tag=_TAG_PUSH))
+        self._pushed = True
         polite_wait(reqs)
-        counters.add(sent=sum(b.nbytes for b in self._push), received=sum(b.nbytes for b in self._reply))
+        got = 0
         for k, (lo, hi) in enumerate(self.shards):
-            self.params[lo:hi] = self._reply_shard[k]
-        flag = float(self._reply_flag[0][0])       # the first server speaks for the epoch
-        if flag >= _END_EPOCH:                     # the other servers stop waiting for me
-            for srv in self.server_ranks[1:]:
-                self.comm.Send(self._bye, dest=srv, tag=_TAG_BYE)
-            counters.add(sent=self._bye.nbytes * (self.K - 1))
-        loss, count = self.control.take()
-        return Outcome(loss, count, flag >= _STOP, end_epoch=flag >= _END_EPOCH)
+            cols = self._cols[k]
+            n = hi - lo if cols is None else cols.size
+            vals = self._reply[k][8:8 + n * self._item].view(self.params.dtype)
+            if cols is None:
+                self.params[lo:hi] = vals
+            else:
+                self.params[lo + cols] = vals
+            got += 8 + n * self._item
+        counters.add(sent=sent, received=got)
+        flag = float(self._reply[0][:8].view(np.float64)[0])    # the first server speaks for the epoch
+        if flag < _END_EPOCH:
+            return None
+        for srv in self.server_ranks[1:]:                        # the others stop waiting for me
+            self.comm.Send(self._bye, dest=srv, tag=_TAG_BYE)
+        counters.add(sent=self._bye.nbytes * (self.K - 1))
+        return Outcome(0.0, 0.0, flag >= _STOP, end_epoch=True)
 
     # ---- the server side -------------------------------------------------------------
     def serve_epoch(self, epoch_samples: float) -> bool:
-        """Answer pushes until every worker is done with the epoch. Returns whether a stop
+        """Answer workers until every one is done with the epoch. Returns whether a stop
         (signal or NaN report) ended it (only the first server decides; others return False)."""
         from mpi4py import MPI
 
@@ -226,47 +315,55 @@ class ParameterServer(Algorithm):
         self._pending: dict[int, int] = {}
         self._version = 0                         # pushes applied to this shard in this epoch
         self._pulled_at = [0] * self.W
+        self._sent_cols = [None] * self.W
         if self.bound == 0:
             self._held_meta[:] = 0
         if self.dc_lambda > 0:
             self._bak[:] = self.shard
         seen, ended, stop = 0.0, False, False
         status = MPI.Status()
-        meta, grad = self._in_meta, self._in_grad
+        msg = self._in
+        meta = msg.meta
         while clocks.active:
-            polite_recv(self.comm, self._in, status)
+            polite_recv(self.comm, msg.buf, status)
             w, tag = status.Get_source(), status.Get_tag()
             if tag == _TAG_BYE:
                 counters.add(received=8)
                 clocks.retire(w)
             else:
-                counters.add(received=self._in.nbytes)
+                counters.add(received=status.Get_count(MPI.BYTE))
                 c, count, lr = int(meta[0]), float(meta[1]), float(meta[2])
+                nv, nc = int(meta[7]), int(meta[8])
                 bad = meta[6] > 0
-                clocks.pushed(w, c)
-                self._note_staleness(w)
+                if c > 0:
+                    clocks.pushed(w, c)
+                    self._note_staleness(w)
+                    if first:
+                        seen += count
+                    self._take_push(w, c, 0.0 if bad else count, lr, msg.values(nv), bad)
                 if first:
-                    seen += count
                     stop = stop or meta[5] > 0 or bad
                     ended = ended or stop or seen >= epoch_samples
-                self._take_push(w, c, 0.0 if bad else count, lr, grad, bad)
+                self._want[w] = None if nc < 0 else msg.columns(nv, nc).copy()
                 self._pending[w] = c
             self._answer(ended, stop, first)
         return stop
 
-    def _take_push(self, w, c, count, lr, grad, bad) -> None:
+    def _take_push(self, w, c, count, lr, values, bad) -> None:
+        """Scatter the push's values (at the columns ``w`` was sent) into a shard-sized gradient."""
+        cols = self._sent_cols[w]
+        g = self._held[w] if self.bound == 0 else self._g
+        if bad:
+            g[:] = 0
+        elif cols is None:
+            g[:] = values
+        else:
+            g[:] = 0
+            g[cols] = values
         if self.bound == 0:                    # hold it until the clock is complete
-            if bad:
-                self._held[w] = 0
-            else:
-                self._held[w] = grad
             self._held_meta[w] = (c, count, lr)
-            return
-        if bad or count <= 0:
-            return
-        g = self._g
-        g[:] = grad
-        self._apply(g, count, lr / self.W, w)
+        elif count > 0:
+            self._apply(g, count, lr / self.W, w)
 
     def _apply(self, g, count, lr, w=None) -> None:
         """One optimizer step on this shard with the mean gradient g / count (+ L2),
@@ -274,13 +371,13 @@ class ParameterServer(Algorithm):
         from ..kernels._common import add_scaled
 
         g *= g.dtype.type(1.0 / count)
+        if self.dc_lambda > 0 and w is not None:
+            # the data gradient + λ g⊙g⊙(w_now − w_sent); the L2 term below is never stale
+            g += g.dtype.type(self.dc_lambda) * g * g * (self.shard - self._bak[w])
         if self.model.l2:
             a = g.dtype.type(self.model.l2)
             for lo, hi in self._reg:
                 add_scaled(g[lo:hi], self.shard[lo:hi], a)
-        if self.dc_lambda > 0 and w is not None:
-            # g + λ g⊙g⊙(w_now − w_bak)
-            g += g.dtype.type(self.dc_lambda) * g * g * (self.shard - self._bak[w])
         self.shard_opt.step(g, lr)
         self._version += 1
 
@@ -317,12 +414,23 @@ class ParameterServer(Algorithm):
             if not flag:   # parameters the worker computes with (not an end-of-epoch release)
                 self.gap_hist = _count(self.gap_hist, self.clocks.gap(c))
             self._out_flag[0] = flag
-            self._out_shard[:] = self.shard
-            self.comm.Send(self._out, dest=w, tag=_TAG_REPLY)
-            counters.add(sent=self._out.nbytes)
+            cols = self._want[w]
+            n = self.shard.size if cols is None else cols.size
+            vals = self._out[8:8 + n * self._item].view(self.shard.dtype)
+            if cols is None:
+                vals[:] = self.shard
+            else:
+                np.take(self.shard, cols, out=vals)
+            self.comm.Send(self._out[:8 + n * self._item], dest=w, tag=_TAG_REPLY)
+            counters.add(sent=8 + n * self._item)
+            self.moved += (n, self.shard.size)
             self._pulled_at[w] = self._version
+            self._sent_cols[w] = cols
             if self.dc_lambda > 0:
-                self._bak[w] = self.shard
+                if cols is None:
+                    self._bak[w] = self.shard
+                else:
+                    self._bak[w][cols] = vals
             del self._pending[w]
             if first and ended:
                 self.clocks.retire(w)
@@ -338,6 +446,7 @@ class ParameterServer(Algorithm):
         for k, (lo, hi) in enumerate(self.shards):
             bcast(self.comm, self.params[lo:hi], root=self.server_ranks[k])
         self.clock = 0
+        self._pushed = True
 
     def consensus(self):
         return self.params
@@ -379,8 +488,10 @@ class ParameterServer(Algorithm):
                 out[:h.size] += h
             return out
         gap, stale = merged(gaps), merged(stales)
+        moved = np.sum([m for m in self.comm.allgather(self.moved if self.serves else None) if m is not None], axis=0)
         return {"clock_gap_max": int(np.flatnonzero(gap)[-1]) if gap.any() else 0,
-                "clock_gap_histogram": gap.tolist(), "staleness_histogram": stale.tolist()}
+                "clock_gap_histogram": gap.tolist(), "staleness_histogram": stale.tolist(),
+                "pull_fraction": float(moved[0] / moved[1]) if moved[1] else 1.0}
 
     def describe(self):
         s = "inf (ASGD)" if self.bound == math.inf else ("0 (BSP)" if self.bound == 0 else f"{int(self.bound)} (SSP)")

@@ -7,7 +7,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["FASTMATH", "add_scaled", "chunk_bounds", "prefetch", "prefetch_row", "row_dot", "sparse_dot",
-           "sum_parts_into", "uidx", "zero"]
+           "sum_parts_into", "touched_columns", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
 # but keeps NaN/inf semantics (no 'nnan'/'ninf'), so overflow guards still work.
@@ -39,6 +39,22 @@ def add_scaled(dst, src, a):
     """dst += a · src elementwise (1-D, same length), in place, without temporaries."""
     for j in range(dst.shape[0]):
         dst[j] += a * src[j]
+
+
+@njit(cache=True, nogil=True)
+def touched_columns(indptr, indices, rows, mark, out, n):
+    """Append to ``out[n:]`` the columns of CSR ``rows`` not yet marked in ``mark`` (a
+    zeroed uint8 array of length d, left marked); returns the new count. Call it once per
+    piece of a batch, then sort ``out[:n]`` and clear ``mark`` at those columns."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for k in range(indptr[r], indptr[r + 1]):
+            j = indices[k]
+            if mark[j] == 0:
+                mark[j] = 1
+                out[n] = j
+                n += 1
+    return n
 
 
 @njit(cache=True, nogil=True)

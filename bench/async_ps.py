@@ -1,0 +1,129 @@
+"""Parameter server consistency models against a straggler (issue 10).
+
+    python bench/async_ps.py [--p 4] [--slow 0.02] [--epochs 12] [--reps 1]
+                             [--out bench/results/async_ps] [--data-dir DIR]
+
+The convex task of bench/convergence.py: L2 logistic regression on the sparse click-log
+set, 100k × 2^17, with the target f − f* ≤ 0.01 (f0 − f*). Rank 0 sleeps ``--slow`` seconds
+at every step (``--inject-fault slow:0:SEC``), which makes it a straggler. All variants run
+at the same p:
+  sync               all p ranks are workers, one ring allreduce per step
+  ps_bsp             --algo ps --staleness 0   (p − 1 workers + 1 server)
+  ps_ssp1, ps_ssp4   --staleness 1 / 4
+  ps_asgd            --staleness inf
+  ps_dcasgd          --staleness inf --dc-lambda 0.1
+  easgd_async_t4     --algo easgd_async --tau 4 (p − 1 workers + the centre rank)
+For each variant the table gives the training seconds until the target is first met (at an
+epoch end), the epochs that took, the final objective, the largest clock gap, and the
+median and maximum gradient staleness. With ``--reps R`` each variant runs R times,
+interleaved, and the table gives the median time to target. Runs hold
+``flock -x /work/cpu.lock`` when that file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from convergence import HERE, ROOT, TASKS, load, make_data  # noqa: E402
+
+F_STAR = 0.34652038      # bench/convergence.py's L-BFGS optimum of the convex task (f0 = ln 2)
+
+VARIANTS = {
+    "sync": ["--algo", "sync"],
+    "ps_bsp": ["--algo", "ps", "--staleness", "0"],
+    "ps_ssp1": ["--algo", "ps", "--staleness", "1"],
+    "ps_ssp4": ["--algo", "ps", "--staleness", "4"],
+    "ps_asgd": ["--algo", "ps", "--staleness", "inf"],
+    "ps_dcasgd": ["--algo", "ps", "--staleness", "inf", "--dc-lambda", "0.1"],
+    "easgd_async_t4": ["--algo", "easgd_async", "--tau", "4"],
+}
+
+
+def _median_index(hist: list[int]) -> int:
+    total, run = sum(hist), 0
+    for i, h in enumerate(hist):
+        run += h
+        if 2 * run >= total:
+            return i
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--p", type=int, default=4)
+    ap.add_argument("--slow", type=float, default=0.02, help="seconds rank 0 sleeps every step")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "async_ps"))
+    ap.add_argument("--data-dir", default=os.path.join(ROOT, ".cache-bench"))
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    train, test = make_data(args.data_dir)["convex"]
+    model = list(TASKS["convex"]["model"])
+    model[model.index("--epochs") + 1] = str(args.epochs)
+    target = F_STAR + 0.01 * (0.6931471805599453 - F_STAR)
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    names = args.variants.split(",")
+    runs: dict[str, list[dict]] = {v: [] for v in names}
+    for rep in range(args.reps):
+        for v in names:
+            metrics = os.path.join(args.out, f"{v}-r{rep}.jsonl")
+            cmd = [mpiexec, "-n", str(args.p), sys.executable, "-m", "mpidml.train", "--data", train, "--test", test,
+                   *model, *VARIANTS[v], "--inject-fault", f"slow:0:{args.slow}", "--metrics", metrics,
+                   "-q", "--progress", "none"]
+            if os.path.exists("/work/cpu.lock"):
+                cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            if res.returncode:
+                print(f"{v}: FAILED rc {res.returncode}\n{res.stdout}{res.stderr}", flush=True)
+                continue
+            _, epochs, summary = load(metrics)
+            hit = next((e for e in epochs if e["objective"] <= target), None)
+            row = {"variant": v, "rep": rep,
+                   "seconds_to_target": hit["train_seconds"] if hit else None,
+                   "epochs_to_target": hit["epoch"] if hit else None,
+                   "train_seconds": summary["train_seconds"], "objective": summary["objective"],
+                   "clock_gap_max": summary.get("clock_gap_max"),
+                   "staleness_median": _median_index(summary["staleness_histogram"])
+                   if "staleness_histogram" in summary else None,
+                   "staleness_max": len(summary["staleness_histogram"]) - 1 if "staleness_histogram" in summary else None}
+            runs[v].append(row)
+            print(json.dumps(row), flush=True)
+    lines = [f"Rank 0 sleeps {args.slow * 1e3:.0f} ms at every step; p = {args.p} on a 2-core VM (oversubscribed "
+             f"when p > 2); convex task, {args.epochs} epochs; target objective <= {target:.5f}; median of "
+             f"{args.reps} run(s). `python bench/async_ps.py --p {args.p} --slow {args.slow} --epochs {args.epochs} "
+             f"--reps {args.reps}`", "",
+             "| variant | s to target | epochs to target | train s (all epochs) | final objective | clock gap max | "
+             "staleness median / max |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    table = []
+    for v in names:
+        rows = runs[v]
+        if not rows:
+            lines.append(f"| {v} | failed | | | | | |")
+            continue
+        hits = [r["seconds_to_target"] for r in rows if r["seconds_to_target"] is not None]
+        t = statistics.median(hits) if len(hits) == len(rows) else None
+        last = rows[-1]
+        table.append({"variant": v, "seconds_to_target": t, "runs": rows})
+        stale = (f"{last['staleness_median']} / {last['staleness_max']}" if last["staleness_max"] is not None else "–")
+        lines.append(f"| {v} | {f'{t:.2f}' if t is not None else 'not reached'} | {last['epochs_to_target'] or '–'} | "
+                     f"{statistics.median(r['train_seconds'] for r in rows):.2f} | {last['objective']:.5f} | "
+                     f"{last['clock_gap_max'] if last['clock_gap_max'] is not None else '–'} | {stale} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, "table.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(args.out, "table.json"), "w") as fh:
+        json.dump(table, fh, indent=1)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
