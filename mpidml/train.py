@@ -600,7 +600,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
         if serves:    # easgd_async's centre / ps servers: answer the workers until the epoch is done
             mark("communicate", step)
-            stopped_by = int(algo.serve_epoch(n))
+            stopped_by = int(algo.serve_epoch(n, beat=lambda: watchdog.beat("communicate", step)))
             batches = ()
         elif asynchronous:   # each worker cycles through its rows until the centre ends the epoch
             batches = _cycle(source, steps_per_epoch, cfg.seed, epoch, rank)

@@ -19,6 +19,8 @@ makes progress only when the target calls MPI; with the target busy computing a
 ``Lock/Get/Accumulate/Unlock`` waited until it entered MPI (1.5 s in a 1.5 s test), and
 ``MPIR_CVAR_ASYNC_PROGRESS=1`` gave 24 ms per access at 3 ranks on 2 cores. A centre
 rank answering point-to-point messages has none of that (measured in bench/straggler.py).
+The centre and waiting workers poll politely (``comm.p2p``), leaving the CPU to computing
+ranks on an oversubscribed node.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class AsyncEASGD(CentreModel):
 
     # ---- the worker side -------------------------------------------------------------
     def step(self, step, loss, count, lr, stop):
+        from ..comm.p2p import polite_wait
         from ..comm.ring import counters
 
         self.control.note(step, loss, count, self.grad)
@@ -69,9 +72,9 @@ class AsyncEASGD(CentreModel):
         msg[:n] = self.params
         msg[n] = self.samples
         self.control.pack(msg[n + 1:], stop)
-        req = self.comm.Irecv(reply, source=self.center_rank, tag=_TAG_REPLY)
-        self.comm.Send(msg, dest=self.center_rank, tag=_TAG_MEET)
-        req.Wait()
+        reqs = [self.comm.Irecv(reply, source=self.center_rank, tag=_TAG_REPLY),
+                self.comm.Isend(msg, dest=self.center_rank, tag=_TAG_MEET)]
+        polite_wait(reqs)
         counters.add(sent=msg.nbytes, received=reply.nbytes)
         self.samples = 0.0
         self.params -= (self.alpha * (self.params - reply[:n])).astype(self.params.dtype)
@@ -87,11 +90,12 @@ class AsyncEASGD(CentreModel):
         bcast(self.comm, self.center, root=self.center_rank)
 
     # ---- the centre side ------------------------------------------------------------
-    def serve_epoch(self, epoch_samples: float) -> bool:
+    def serve_epoch(self, epoch_samples: float, beat=None) -> bool:
         """Answer workers until they have trained on ``epoch_samples`` samples together and
         every worker has been told the epoch is over. Returns whether a stop was requested."""
         from mpi4py import MPI
 
+        from ..comm.p2p import polite_recv
         from ..comm.ring import counters
 
         n = self.npar
@@ -99,7 +103,9 @@ class AsyncEASGD(CentreModel):
         seen, told, stop = 0.0, set(), False
         status = MPI.Status()
         while len(told) < self.workers:
-            self.comm.Recv(msg, source=MPI.ANY_SOURCE, tag=_TAG_MEET, status=status)
+            polite_recv(self.comm, msg, status)      # only meetings come to the centre
+            if beat is not None:     # the stall watchdog: the centre is alive while workers meet it
+                beat()
             w = status.Get_source()
             counters.add(received=msg.nbytes)
             self.meetings[w] += 1

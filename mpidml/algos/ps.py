@@ -301,7 +301,7 @@ class ParameterServer(Algorithm):
         return Outcome(0.0, 0.0, flag >= _STOP, end_epoch=True)
 
     # ---- the server side -------------------------------------------------------------
-    def serve_epoch(self, epoch_samples: float) -> bool:
+    def serve_epoch(self, epoch_samples: float, beat=None) -> bool:
         """Answer workers until every one is done with the epoch. Returns whether a stop
         (signal or NaN report) ended it (only the first server decides; others return False)."""
         from mpi4py import MPI
@@ -326,6 +326,8 @@ class ParameterServer(Algorithm):
         meta = msg.meta
         while clocks.active:
             polite_recv(self.comm, msg.buf, status)
+            if beat is not None:     # the stall watchdog: a server is alive while messages arrive
+                beat()
             w, tag = status.Get_source(), status.Get_tag()
             if tag == _TAG_BYE:
                 counters.add(received=8)
