@@ -156,8 +156,6 @@ class TrainConfig:
             raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
         if self.algo in ("easgd_async", "ps") and self.memory_budget:
             raise ValueError(f"--algo {self.algo} does not stream (--memory-budget) yet")
-        if self.algo in ("easgd_async", "ps") and self.partition != "contiguous":
-            raise ValueError(f"--algo {self.algo} trains on contiguous row blocks only (--partition contiguous)")
         from .algos.ps import parse_staleness
         parse_staleness(self.staleness)
         self.staleness = str(self.staleness)
@@ -477,7 +475,7 @@ def train(cfg: TrainConfig, comm) -> dict:
             source = InMemoryRows(shard.X, shard.y, [b - a for a, b in plan.ranges])
     elif cfg.partition != "contiguous":
         from .data.batches import EpochReadRows
-        source = EpochReadRows(shard, size, cfg.partition)   # re-reads its rows every epoch
+        source = EpochReadRows(shard, size - servers, cfg.partition)   # re-reads its rows every epoch
     else:
         source = InMemoryRows(shard.X, shard.y)
     n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
