@@ -101,8 +101,8 @@ def main(argv=None) -> int:
                     if res.returncode:
                         print(f"{v} lr {lr:g}: FAILED rc {res.returncode}\n{res.stdout}{res.stderr}", flush=True)
                         continue
-                _, epochs, summary = load(metrics)
-                hit = next((e for e in epochs if e["objective"] <= target), None)
+                _, records, summary = load(metrics)
+                hit = next((e for e in records if e["objective"] <= target), None)
                 hist = summary.get("staleness_histogram")
                 row = {"variant": v, "lr": lr, "rep": rep, "epochs": epochs,
                        "seconds_to_target": hit["train_seconds"] if hit else None,
