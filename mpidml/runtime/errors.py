@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 
-__all__ = ["MpidmlError", "CollectiveError", "fail_together", "install_abort_hook",
+__all__ = ["MpidmlError", "CollectiveError", "abort_world", "fail_together", "install_abort_hook",
            "EXIT_USAGE", "EXIT_FAILURE", "EXIT_NUMERIC", "format_ranks"]
 
 EXIT_FAILURE = 1   # unexpected failure on some rank (job aborted)
@@ -101,9 +101,21 @@ def install_abort_hook() -> None:
         # One write, so lines from several ranks do not interleave.
         sys.stderr.write(f"mpidml: rank {rank} of {size} failed: {exc_type.__name__}: {exc}\n"
                          f"{detail}mpidml: aborting all {size} ranks\n")
-        sys.stderr.flush()
-        if size > 1:
-            world.Abort(EXIT_FAILURE)
-        os._exit(EXIT_FAILURE)
+        abort_world(EXIT_FAILURE)
 
     sys.excepthook = hook
+
+
+def abort_world(code: int = EXIT_FAILURE, drain: float = 0.3) -> None:
+    """End every rank now, after what this rank wrote to stderr has had ``drain`` seconds
+    to reach the launcher: Hydra kills the other processes and stops forwarding as soon as
+    one rank calls ``MPI_Abort``, and a message still in the pipe would be lost."""
+    import time
+
+    from mpi4py import MPI
+
+    sys.stderr.flush()
+    if MPI.COMM_WORLD.Get_size() > 1:
+        time.sleep(drain)
+        MPI.COMM_WORLD.Abort(code)
+    os._exit(code)

@@ -10,7 +10,6 @@ writes ``rank R: no progress for T s in <phase> at step S`` and calls
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -45,12 +44,10 @@ class Watchdog:
                 return
 
     def _abort(self, message: str) -> None:
+        from .errors import abort_world
+
         sys.stderr.write(message)
-        sys.stderr.flush()
-        from mpi4py import MPI
-        if MPI.COMM_WORLD.Get_size() > 1:
-            MPI.COMM_WORLD.Abort(1)
-        os._exit(1)
+        abort_world(1)
 
     def stop(self) -> None:
         self._stop.set()
