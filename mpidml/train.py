@@ -747,7 +747,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"{summary['objective']:.6f}" + (f", {metric_key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
         + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
         + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if algo.replicated else
-           f"evaluated the ranks' {'centre' if 'easgd' in cfg.algo else 'mean'} model"))
+           f"evaluated the ranks' {algo.evaluated} model"))
     summary["params"] = final.copy()
     return summary
 

@@ -126,6 +126,8 @@ class Algorithm:
     #: epoch is over); ``serves`` is True on a rank that holds no data and only answers others
     asynchronous = False
     serves = False
+    #: what ``consensus()`` is, in the run's last line ("mean" of the ranks' models, "centre")
+    evaluated = "mean"
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm
