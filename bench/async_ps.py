@@ -34,7 +34,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, TASKS, load, make_data  # noqa: E402
+from convergence import HERE, ROOT, TASKS, load, make_data, save_table  # noqa: E402
 
 F_STAR = 0.34652038      # bench/convergence.py's L-BFGS optimum of the convex task (f0 = ln 2)
 
@@ -151,11 +151,7 @@ def main(argv=None) -> int:
                      f"{last['objective']:.5f} | {last['bytes'] / 1e6:.1f} | "
                      f"{last['clock_gap_max'] if last['clock_gap_max'] is not None else '–'} | {stale} |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "table.md"), "w") as fh:
-        fh.write(text)
-    with open(os.path.join(args.out, "table.json"), "w") as fh:
-        json.dump(table, fh, indent=1)
-    print(text)
+    save_table(args.out, text, table)
     return 0
 
 

@@ -131,6 +131,15 @@ def load(path: str) -> tuple[dict, list[dict], dict]:
     return recs[0], [r for r in recs if r["type"] == "epoch"], recs[-1]
 
 
+def save_table(out: str, text: str, rows) -> None:
+    """Write a benchmark's ``table.md`` (and print it) and ``table.json`` into ``out``."""
+    with open(os.path.join(out, "table.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(out, "table.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    print(text)
+
+
 def to_target(epochs: list[dict], ok) -> dict | None:
     for e in epochs:
         if ok(e):

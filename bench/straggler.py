@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, TASKS, load, make_data  # noqa: E402
+from convergence import HERE, ROOT, TASKS, load, make_data, save_table  # noqa: E402
 
 ALGOS = {
     "sync": ["--algo", "sync"],
@@ -70,11 +70,7 @@ def main(argv=None) -> int:
     lines += [f"| {r['algo']} | {r['clean_seconds']:.2f} | {r['straggler_seconds']:.2f} | {r['slowdown']:.1f}x | "
               f"{r['clean_objective']:.5f} | {r['straggler_objective']:.5f} |" for r in rows]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "table.md"), "w") as fh:
-        fh.write(text)
-    with open(os.path.join(args.out, "table.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
-    print(text)
+    save_table(args.out, text, rows)
     return 0
 
 
