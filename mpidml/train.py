@@ -81,7 +81,7 @@ class TrainConfig:
     qsgd_levels: int = 16
     choco_gamma: float = 0.5
     control_every: int = 8          # decentralized algorithms: steps between stop/NaN agreements
-    admm_rho: float = 1.0           # admm: penalty rho of the consensus constraint (mean-loss units)
+    admm_rho: float = 0.3           # admm: penalty rho of the consensus constraint (mean-loss units)
     hogwild_threads: int = 0        # local steps as lock-free Hogwild passes on T numba threads (0: off)
     metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
 
@@ -156,6 +156,8 @@ class TrainConfig:
         if self.algo == "easgd_async" and self.memory_budget:
             raise ValueError("--algo easgd_async does not stream (--memory-budget) yet")
         self.validate_model_parallel()
+        if self.algo == "admm":        # local proximal steps are plain SGD (algos/admm.py says why)
+            self.optimizer = "sgd"
         if self.algo == "eamsgd":      # EAMSGD = EASGD with Nesterov momentum on the local steps
             self.optimizer = "nesterov"
 
@@ -302,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every --tau of its own steps, nobody waits for a straggler; gossip: D-PSGD with neighbours on --topology; "
                         "pushsum: stochastic gradient push, one peer per step; choco: CHOCO-SGD, compressed "
                         "gossip; admm: consensus ADMM (convex models), local proximal steps and a z-update "
-                        "every --tau steps; feature_parallel: model parallelism for logreg, each rank holds a "
+                        "every --tau steps (plain SGD local steps); feature_parallel: model parallelism for logreg, each rank holds a "
                         "column block of X and of the weights (1/p of the weights per rank). "
                         "See the README's guide to choosing")
     g.add_argument("--tau", type=int, default=d.tau,

@@ -58,7 +58,7 @@ def problems(tmp_path_factory):
         {"name": "fp_dense", "cfg": {**COMMON, "algo": "feature_parallel", "data": dense["train"],
                                      "test": dense["test"]}},
         {"name": "fp_csr", "cfg": {**COMMON, "algo": "feature_parallel", "data": csr}},
-        {"name": "admm_logreg", "cfg": {**COMMON, "algo": "admm", "tau": 4, "data": dense["train"],
+        {"name": "admm_logreg", "cfg": {**COMMON, "algo": "admm", "tau": 4, "admm_rho": 0.3, "data": dense["train"],
                                         "test": dense["test"]}},
         {"name": "admm_lsq", "cfg": {**COMMON, "algo": "admm", "tau": 4, "model": "lsq", "lr": 0.05,
                                      "data": lsq}},

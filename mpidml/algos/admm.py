@@ -10,8 +10,10 @@ its local subproblem, divided by n_i/n, reads
     x_i ← argmin_x  L_i(x) + (ρ/2)‖x − z + u_i‖²
 
 and is solved approximately by ``--tau`` of the rank's ordinary minibatch steps with the
-gradient (mean minibatch gradient of L_i) + ρ(x − z + u_i), through the configured
-optimizer (warm-started from the previous x_i). Then one mpidml allreduce of
+gradient (mean minibatch gradient of L_i) + ρ(x − z + u_i), as plain SGD steps warm-started
+from the previous x_i (``--algo admm`` sets ``--optimizer sgd``: a momentum buffer carries a
+stale velocity across the changing subproblems, and measured at momentum 0.9, τ = 4, p = 3 the
+inexact solves made the dual updates diverge; even with the buffer reset every round). Then one mpidml allreduce of
 ``[n_i·(x_i + u_i) | n_i | control]`` gives v = Σ_i (n_i/n)(x_i + u_i) and
 
     z ← argmin_z g(z) + Σ_i (ρ_i/2)‖x_i − z + u_i‖²  =  v·ρ/(ρ + l2) on W,  v on the biases
