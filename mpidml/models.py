@@ -26,6 +26,7 @@ from .kernels._common import add_scaled
 from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
                              logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
                              logreg_loss_grad_dense_parallel, new_scratch)
+from .kernels.hogwild import logreg_hogwild_csr
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
 from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
                           mlp_param_count)
@@ -46,6 +47,7 @@ class Model:
 
     label_mode = "binary"      # load_shard(..., labels=label_mode)
     metric_name = "accuracy"   # or "rmse"
+    rows_replicated = False    # True: every rank holds every row (column-block models)
 
     def __init__(self, dtype=np.float32, l2: float = 1e-4):
         self.dtype = np.dtype(dtype)
@@ -137,6 +139,14 @@ class LogReg(Model):
         if self.parallel:
             return logreg_loss_grad_dense_parallel(X, y, rows, params, grad, self._parts())
         return logreg_loss_grad_dense(X, y, rows, params, grad, self._scratch)
+
+    def sgd_pass(self, X, y, rows, params, step) -> float:
+        """Per-row SGD over ``rows`` with step ``step``, updating ``params`` in place:
+        a lock-free Hogwild pass on numba's threads (``kernels/hogwild.py``); CSR only.
+        Returns the summed loss, each row's at the weights it read."""
+        if not isinstance(X, CSRMatrix):
+            raise TypeError("Hogwild passes need CSR data")
+        return logreg_hogwild_csr(X.data, X.indices, X.indptr, y, rows, params, step)
 
     def correct(self, X, y, rows, params) -> int:
         if isinstance(X, CSRMatrix):

@@ -85,6 +85,8 @@ class TrainConfig:
     qsgd_levels: int = 16
     choco_gamma: float = 0.5
     control_every: int = 8          # decentralized algorithms: steps between stop/NaN agreements
+    admm_rho: float = 0.3           # admm: penalty rho of the consensus constraint (mean-loss units)
+    hogwild_threads: int = 0        # local steps as lock-free Hogwild passes on T numba threads (0: off)
     metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
 
     def validate(self) -> None:
@@ -163,8 +165,41 @@ class TrainConfig:
             raise ValueError(f"--servers must be >= 1, got {self.servers}")
         if self.dc_lambda < 0:
             raise ValueError(f"--dc-lambda must be >= 0, got {self.dc_lambda}")
+        self.validate_model_parallel()
+        if self.algo == "admm":        # local proximal steps are plain SGD (algos/admm.py says why)
+            self.optimizer = "sgd"
         if self.algo == "eamsgd":      # EAMSGD = EASGD with Nesterov momentum on the local steps
             self.optimizer = "nesterov"
+
+    def validate_model_parallel(self) -> None:
+        """--algo admm / feature_parallel and --hogwild-threads: what they combine with."""
+        from .algos.admm import ADMM_MODELS
+        from .algos.hogwild import HOGWILD_ALGOS
+
+        if self.algo == "admm" and self.model not in ADMM_MODELS:
+            raise ValueError(f"--algo admm needs a convex --model ({', '.join(ADMM_MODELS)}), not {self.model}")
+        if not self.admm_rho > 0:
+            raise ValueError(f"--admm-rho must be > 0, got {self.admm_rho}")
+        if self.algo == "feature_parallel" and self.model != "logreg":
+            raise ValueError(f"--algo feature_parallel splits the columns of a linear model: it needs "
+                             f"--model logreg, not {self.model}")
+        if self.algo in ("admm", "feature_parallel") and (self.partition != "contiguous" or self.memory_budget):
+            raise ValueError(f"--algo {self.algo} needs each rank's rows fixed and in memory: it cannot be "
+                             f"combined with --partition {self.partition} or --memory-budget")
+        if self.hogwild_threads < 0:
+            raise ValueError(f"--hogwild-threads must be >= 0, got {self.hogwild_threads}")
+        if self.hogwild_threads:
+            import numba
+
+            if self.algo not in HOGWILD_ALGOS:
+                raise ValueError(f"--hogwild-threads is the local step of model-averaging algorithms: "
+                                 f"use --algo {' or '.join(HOGWILD_ALGOS)}, not {self.algo}")
+            if self.model != "logreg" or self.optimizer != "sgd" or self.memory_budget:
+                raise ValueError("--hogwild-threads updates logistic-regression weights row by row with plain "
+                                 "SGD: it needs --model logreg --optimizer sgd and no --memory-budget")
+            if self.hogwild_threads > numba.config.NUMBA_NUM_THREADS:
+                raise ValueError(f"--hogwild-threads {self.hogwild_threads} > the {numba.config.NUMBA_NUM_THREADS} "
+                                 f"numba threads this process may use (NUMBA_NUM_THREADS)")
 
     def hidden_sizes(self) -> tuple[int, ...]:
         """``--hidden 256,128`` as a tuple of layer widths (ValueError if malformed)."""
@@ -277,10 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(eamsgd: Nesterov momentum); easgd_async: each worker meets a centre rank (the last rank, no data) "
                         "every --tau of its own steps, nobody waits for a straggler; gossip: D-PSGD with neighbours on --topology; "
                         "pushsum: stochastic gradient push, one peer per step; choco: CHOCO-SGD, compressed "
-                        "gossip; ps: parameter server (--servers, --staleness, --dc-lambda). "
+                        "gossip; admm: consensus ADMM (convex models), local proximal steps and a z-update "
+                        "every --tau steps (plain SGD local steps); feature_parallel: model parallelism for logreg, each rank holds a "
+                        "column block of X and of the weights (1/p of the weights per rank); "
+                        "ps: parameter server (--servers, --staleness, --dc-lambda). "
                         "See the README's guide to choosing")
     g.add_argument("--tau", type=int, default=d.tau,
-                   help="local_sgd/easgd: local steps between model averages / centre meetings")
+                   help="local_sgd/easgd/admm: local steps between model averages / centre meetings / "
+                        "z-updates")
     g.add_argument("--local-after", type=int, metavar="STEPS", default=d.local_after,
                    help="local_sgd: average every step for the first STEPS steps, then every --tau "
                         "(post-local SGD)")
@@ -304,8 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dc-lambda", type=float, metavar="LAMBDA", default=d.dc_lambda,
                    help="ps: DC-ASGD delay compensation g + LAMBDA*g*g*(w_now - w_stale) on the servers (0 = off)")
     g.add_argument("--control-every", type=int, metavar="STEPS", default=d.control_every,
-                   help="gossip/pushsum/choco: steps between the 32-byte global agreements on "
+                   help="gossip/pushsum/choco/feature_parallel: steps between the 32-byte global agreements on "
                         "stop requests and NaN (the only global collective they make)")
+    g.add_argument("--admm-rho", type=float, default=d.admm_rho,
+                   help="admm: penalty rho of x_i = z, in units of the mean loss (local subproblem "
+                        "L_i(x) + rho/2 |x - z + u_i|^2, solved by --tau minibatch steps)")
+    g.add_argument("--hogwild-threads", type=int, metavar="T", default=d.hogwild_threads,
+                   help="local_sgd/easgd/gossip with --model logreg --optimizer sgd on CSR data: each local "
+                        "step is a lock-free Hogwild pass of per-row SGD over the minibatch on T numba "
+                        "threads sharing one weight vector (0 = off: minibatch gradient steps)")
     g = p.add_argument_group("checkpoints and faults")
     g.add_argument("--checkpoint-dir", metavar="DIR", default=d.checkpoint_dir,
                    help="write checkpoints here (one HDF5 file each, atomic, last --checkpoint-keep "
@@ -359,13 +405,17 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(a.tobytes()).hexdigest()[:16]
 
 
-def _warm_up_kernels(comm, model, X, y, log) -> float:
+def _warm_up_kernels(comm, model, X, y, log, hogwild: bool = False) -> float:
     """Compile (or load from numba's cache) the kernels: rank 0 first, so concurrent
     ranks do not race to write the cache; the others then load it. Returns seconds."""
     from .data.cache import polite_barrier
 
     def compile_once():
+        if hasattr(model, "warm_up"):   # a collective model (feature_parallel): kernels alone
+            return model.warm_up(X, y)
         rows = np.arange(min(2, X.shape[0]), dtype=np.int64)
+        if hogwild:
+            model.sgd_pass(X, y, rows, model.init_params(), 0.0)
         params = model.init_params()
         grad = np.empty_like(params)
         model.loss_grad_sum(X, y, rows, params, grad)
@@ -457,13 +507,17 @@ def train(cfg: TrainConfig, comm) -> dict:
     if servers:   # the last rank(s) hold the centre variable / parameter shards and no data
         workers = max(size - servers, 1)
         part = (workers, rank if rank < workers else -1)
-    if cfg.memory_budget and not cfg.stream_in_memory:
+    if cfg.algo == "feature_parallel":   # every row, this rank's column block
+        from .algos.feature_parallel import load_blocks
+        shard, test = load_blocks(comm, cfg, log=log.always)
+    elif cfg.memory_budget and not cfg.stream_in_memory:
         stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always)
         shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
     else:
         shard = load_shard_collective(comm, cfg.data, label_mode, log=log.always, part=part)
-    test = load_shard_collective(comm, cfg.test, label_mode, log=log.always,
-                                 what="loading the test data") if cfg.test else None
+    if cfg.algo != "feature_parallel":
+        test = load_shard_collective(comm, cfg.test, label_mode, log=log.always,
+                                     what="loading the test data") if cfg.test else None
     fail_together(comm, "loading the data", check_loaded, shard, test)
     t_load = time.perf_counter() - t0
     n, d, dtype = shard.n_total, shard.d, shard.X.dtype
@@ -479,15 +533,23 @@ def train(cfg: TrainConfig, comm) -> dict:
     else:
         source = InMemoryRows(shard.X, shard.y)
     n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
-    model = make_model(cfg.model, d, n_classes, dtype, cfg.l2, cfg.hidden_sizes())
-    t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always)
+    if cfg.algo == "feature_parallel":
+        from .algos.feature_parallel import BlockLogReg
+        d = shard.dataset.d
+        model = BlockLogReg(comm, d, shard.columns, dtype, cfg.l2)
+    else:
+        model = make_model(cfg.model, d, n_classes, dtype, cfg.l2, cfg.hidden_sizes())
+    if cfg.hogwild_threads:
+        from .algos.hogwild import check_hogwild
+        fail_together(comm, "checking --hogwild-threads", check_hogwild, cfg, shard)
+    t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always, hogwild=bool(cfg.hogwild_threads))
 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
     params = model.init_params(seed=cfg.seed)  # a pure function of the seed: same on all ranks
     opt = make_optimizer(cfg.optimizer, params, cfg.momentum, cfg.weight_decay)
     algo = fail_together(comm, "setting up --algo", make_algorithm, cfg.algo,
-                         AlgoContext(comm, model, params, opt, cfg))
+                         AlgoContext(comm, model, params, opt, cfg, rows=source.n))
     base_lr = cfg.base_lr()
     metric_key = f"test_{model.metric_name}"
     npar = model.nparams
@@ -496,7 +558,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     # optimizer buffers), the per-rank state of the algorithm where ranks differ, and the
     # step; the data position follows from it, the per-epoch order being a pure function
     # of (seed, epoch, rank).
-    model_desc = {"kind": cfg.model, "d": d, "dtype": str(dtype), "nparams": npar,
+    model_desc = {"kind": cfg.model, "d": d, "dtype": str(dtype), "nparams": getattr(model, "nparams_full", npar),
                   "classes": n_classes, "hidden": cfg.hidden if cfg.model == "mlp" else "",
                   "optimizer": cfg.optimizer, "algo": cfg.algo}
     ckpt = None
@@ -538,7 +600,10 @@ def train(cfg: TrainConfig, comm) -> dict:
         "python": platform.python_version(), "config": asdict(cfg),
         "n_train": n, "n_test": test.n_total if test else 0, "d": d, "dtype": str(dtype),
         "steps_per_epoch": steps_per_epoch, "model": cfg.model, "n_classes": n_classes,
-        "nparams": npar, "lr_scaled": base_lr, "algo": algo.describe(),
+        "nparams": model_desc["nparams"], "lr_scaled": base_lr, "algo": algo.describe(),
+        # parameters + gradient + optimizer buffers this rank holds (max over ranks)
+        "model_bytes_per_rank": max(comm.allgather(algo.params.nbytes + algo.grad.nbytes + sum(
+            a.nbytes for a in algo.opt.state().values()))),
     }
     log.record(header)
     log.always(
@@ -555,6 +620,9 @@ def train(cfg: TrainConfig, comm) -> dict:
     def evaluate():
         """Exact full-data objective and gradient norm; test accuracy (one allreduce), of
         the model the algorithm evaluates (replicas, their mean, or the centre)."""
+        if model.rows_replicated:   # feature_parallel: every rank holds every row; margins summed
+            objective, gnorm, acc, evaluate.test_loss = algo.evaluate(source, test, test_rows)
+            return objective, gnorm, acc
         params = algo.consensus()
         evalbuf[:] = 0
         for X, y, rows in source.full():
@@ -593,6 +661,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         timeline.begin(phase, at_step)
     stopped_by = 0
     asynchronous, serves = algo.asynchronous, algo.serves
+    if cfg.hogwild_threads:
+        from .algos.hogwild import hogwild_step, start_hogwild
+        start_hogwild(algo, cfg.hogwild_threads)
     for epoch in range(start_step // steps_per_epoch + 1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         phase_time = np.zeros(2)   # this rank's [compute, allreduce] seconds in this epoch
@@ -602,8 +673,8 @@ def train(cfg: TrainConfig, comm) -> dict:
             batches = ()
         elif asynchronous:   # each worker cycles through its rows until the centre ends the epoch
             batches = _cycle(source, steps_per_epoch, cfg.seed, epoch, rank)
-        else:
-            batches = source.epoch(steps_per_epoch, cfg.seed, epoch, rank)
+        else:   # feature_parallel: the same rows on every rank (rank 0's order)
+            batches = source.epoch(steps_per_epoch, cfg.seed, epoch, 0 if model.rows_replicated else rank)
         progress.start_epoch(epoch, max(0, start_step - (epoch - 1) * steps_per_epoch))
         for s_in_epoch, pieces in enumerate(batches):
             if (epoch - 1) * steps_per_epoch + s_in_epoch < start_step:
@@ -620,14 +691,17 @@ def train(cfg: TrainConfig, comm) -> dict:
             mark("compute", step)
             if fault is not None:
                 fault.check(rank, step)
-            loss = loss_grad_pieces(model, pieces, params, algo.grad, scratch)
+            lr = lr_at(step, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
+                       cfg.lr_decay_every, cfg.lr_gamma)
+            if cfg.hogwild_threads:   # the local step itself, applied row by row (algos/hogwild.py)
+                loss = hogwild_step(model, pieces, params, lr, algo.grad)
+            else:
+                loss = loss_grad_pieces(model, pieces, params, algo.grad, scratch)
             count = sum(len(rows) for _, _, rows in pieces)
             if fault is not None:
                 fault.corrupt_grad(rank, step, algo.grad)
             mark("communicate", step)
             t_comm = time.perf_counter()
-            lr = lr_at(step, total_steps, base_lr, cfg.lr_schedule, cfg.warmup_steps,
-                       cfg.lr_decay_every, cfg.lr_gamma)
             out = algo.step(step, loss, count, lr, stop.requested)
             phase_time[1] += time.perf_counter() - t_comm
             phase_time[0] += t_comm - t_compute
@@ -747,7 +821,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"{summary['objective']:.6f}" + (f", {metric_key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
         + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
         + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if algo.replicated else
-           f"evaluated the ranks' {algo.evaluated} model"))
+           f"evaluated {algo.consensus_kind}"))
     summary["params"] = final.copy()
     return summary
 

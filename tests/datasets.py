@@ -47,3 +47,17 @@ def make_set(directory, name: str, sizes, d: int = 5, sparse: bool = False, dtyp
         ys.append(y)
     spec = path if single else folder
     return spec, np.concatenate(Xs), np.concatenate(ys)
+
+
+def sparse_binary(n: int, d: int, density: float, seed: int):
+    """A learnable sparse binary problem: (CSRMatrix float32, its dense copy, 0/1 labels
+    drawn from a logistic teacher over the nonzeros)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, d)) < density
+    dense = np.where(mask, rng.standard_normal((n, d)), 0.0).astype(np.float32)
+    w = rng.standard_normal(d) * 1.5 / np.sqrt(density * d)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(dense @ w + 0.2)))).astype(np.float32)
+    rows, cols = np.nonzero(dense)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(mask.sum(axis=1), out=indptr[1:])
+    return CSRMatrix(dense[rows, cols], cols.astype(np.int32), indptr, (n, d)), dense, y

@@ -8,6 +8,8 @@
     pushsum      stochastic gradient push on a time-varying one-peer exponential graph
     choco        CHOCO-SGD: gossip of compressed differences
     ps           parameter server: BSP / SSP / ASGD / DC-ASGD (--servers, --staleness, --dc-lambda)
+    admm         consensus ADMM: local proximal steps, z-update (with the L2 term) by allreduce
+    feature_parallel  model parallelism: column blocks of X and w, partial margins allreduced
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from .base import Algorithm, AlgoContext, Control, Outcome
 
 __all__ = ["ALGOS", "make_algorithm", "Algorithm", "AlgoContext", "Control", "Outcome"]
 
-ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco", "ps")
+ALGOS = ("sync", "local_sgd", "easgd", "eamsgd", "easgd_async", "gossip", "pushsum", "choco", "ps",
+         "admm", "feature_parallel")
 
 
 def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
+    from .admm import ADMM
     from .choco import Choco
+    from .feature_parallel import FeatureParallel
     from .easgd import EASGD
     from .easgd_async import AsyncEASGD
     from .gossip import Gossip
@@ -31,6 +36,7 @@ def make_algorithm(name: str, ctx: AlgoContext) -> Algorithm:
 
     table = {"sync": Sync, "local_sgd": LocalSGD, "easgd": EASGD, "eamsgd": EASGD, "easgd_async": AsyncEASGD, "gossip": Gossip,
              "pushsum": PushSum, "choco": Choco, "ps": ParameterServer}
+    table.update(admm=ADMM, feature_parallel=FeatureParallel)
     if name not in table:
         raise ValueError(f"unknown --algo {name!r}; choose from {', '.join(ALGOS)}")
     return table[name](ctx)

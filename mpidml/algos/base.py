@@ -49,6 +49,7 @@ class AlgoContext:
     params: np.ndarray
     opt: object
     cfg: object
+    rows: int | None = None     # this rank's training rows (admm weighs its z-update by them)
 
     @property
     def dtype(self) -> np.dtype:
@@ -126,8 +127,10 @@ class Algorithm:
     #: epoch is over); ``serves`` is True on a rank that holds no data and only answers others
     asynchronous = False
     serves = False
-    #: what ``consensus()`` is, in the run's last line ("mean" of the ranks' models, "centre")
-    evaluated = "mean"
+    #: what ``consensus()`` is, for the final log line
+    consensus_kind = "the ranks' mean model"
+    #: True when the loop already applied the local step (Hogwild passes: algos/hogwild.py)
+    local_applied = False
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm
@@ -163,6 +166,8 @@ class Algorithm:
 
     def local_update(self, count: float, lr: float) -> None:
         """One optimizer step on this rank's own mean gradient (nothing if it had no rows)."""
+        if self.local_applied:
+            return
         self.apply_mean(self.grad, count, lr)
 
     def control_point(self, step: int, stop: bool, every: int) -> Outcome | None:

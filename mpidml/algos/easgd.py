@@ -36,7 +36,7 @@ class CentreModel(Algorithm):
     """What both EASGD variants share: the centre x̃ is evaluated, saved and restored."""
 
     replicated = False
-    evaluated = "centre"
+    consensus_kind = "the centre model"
     center: np.ndarray
 
     def consensus(self):

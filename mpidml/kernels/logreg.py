@@ -31,6 +31,8 @@ __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
     "logreg_loss_grad_csr", "logreg_loss_grad_csr_parallel", "logreg_correct_csr",
     "logreg_loss_grad_reference", "new_scratch", "BLOCK",
+    "logreg_partial_margins_dense", "logreg_partial_margins_csr", "logreg_residuals", "logreg_block_grad_dense",
+    "logreg_block_grad_csr", "logreg_correct_margins",
 ]
 
 
@@ -404,6 +406,89 @@ def logreg_correct_csr(data, indices, indptr, y, rows, w):
         z = w[d] + sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
         pred = 1.0 if z > 0 else 0.0
         if pred == y[i]:
+            correct += 1
+    return correct
+
+
+# ---------------------------------------------------------------------------------------
+# The same loss and gradient in three separable stages, for model parallelism over
+# column blocks (algos/feature_parallel.py): each rank's block of columns gives partial
+# margins; their sum over ranks (a collective, outside the kernels) plus the bias is the
+# margin; residuals σ(z) − y follow; each rank's block gradient is Σ r·x[block].
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def logreg_partial_margins_dense(X, rows, w, z):
+    """z[t] = Σ_j X[rows[t], j]·w[j] over the columns of ``X`` (no bias); ``w`` has at
+    least ``X.shape[1]`` entries; ``z`` (length len(rows)) is overwritten."""
+    d = X.shape[1]
+    for t in range(rows.shape[0]):
+        x = X[rows[t]]
+        s = z.dtype.type(0)
+        for j in range(d):
+            s += x[j] * w[j]
+        z[t] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def logreg_partial_margins_csr(data, indices, indptr, rows, w, z):
+    """CSR version of ``logreg_partial_margins_dense``."""
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        z[t] = sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
+
+
+@njit(cache=True, nogil=True)
+def logreg_residuals(z, y, rows, b, scratch):
+    """Margins ``z[t] + b`` of rows ``rows`` (labels ``y[rows[t]]``) → residuals
+    σ(z + b) − y in place; returns the summed loss (float64). ``scratch`` as
+    ``new_scratch(z.dtype)``: its dtype-matched vectorised path is the one the fused
+    kernels use."""
+    yb = scratch[1]
+    m = rows.shape[0]
+    loss = 0.0
+    for b0 in range(0, m, BLOCK):
+        nb = min(BLOCK, m - b0)
+        zb = z[b0:b0 + nb]
+        for u in range(nb):
+            zb[u] += b
+            yb[u] = y[rows[b0 + u]]
+        loss += _residual_block(zb, yb, nb)
+    return loss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def logreg_block_grad_dense(X, rows, r, grad):
+    """grad[:d] = Σ_t r[t]·X[rows[t]], grad[d] = Σ_t r[t] (d = X.shape[1]; grad length
+    d + 1, overwritten): the gradient of the block's weights and of the bias."""
+    d = X.shape[1]
+    zero(grad)
+    T = grad.dtype.type
+    for t in range(rows.shape[0]):
+        _add_row(grad, X[rows[t]], T(r[t]), d)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def logreg_block_grad_csr(data, indices, indptr, rows, r, grad):
+    """CSR version of ``logreg_block_grad_dense`` (bias last, at ``grad[-1]``)."""
+    d = grad.shape[0] - 1
+    zero(grad)
+    T = grad.dtype.type
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        s = T(r[t])
+        for p in range(uidx(indptr[i]), uidx(indptr[i + 1])):
+            grad[uidx(indices[p])] += s * data[p]
+        grad[d] += s
+
+
+@njit(cache=True, nogil=True)
+def logreg_correct_margins(z, y, rows, b):
+    """How many of ``rows`` have (z[t] + b > 0) equal to their 0/1 label."""
+    correct = 0
+    for t in range(rows.shape[0]):
+        pred = 1.0 if z[t] + b > 0 else 0.0
+        if pred == y[rows[t]]:
             correct += 1
     return correct
 
