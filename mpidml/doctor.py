@@ -21,6 +21,7 @@ import socket
 import sys
 
 from .runtime.errors import EXIT_USAGE, MpidmlError, format_ranks
+from .runtime.threads import node_ranks
 
 __all__ = ["check_world", "preflight", "expected_size", "main"]
 
@@ -52,10 +53,14 @@ def check_world(comm, expect: int | None = None) -> None:
         raise MpidmlError(f"MPI world size is {size} but {source} says {want}: {hint}")
 
 
-def _threads() -> str:
+def _threads(per_node: int) -> str:
+    from .runtime.threads import auto_threads, usable_cores
+
     numba = os.environ.get("NUMBA_NUM_THREADS", "default")
     cpt = os.environ.get("SLURM_CPUS_PER_TASK")
-    return f"numba {numba}" + (f", SLURM_CPUS_PER_TASK={cpt}" if cpt else "")
+    return (f"training uses {auto_threads(usable_cores(), per_node)} per rank with --threads auto "
+            f"({usable_cores()} usable cores, {per_node} ranks on this node); NUMBA_NUM_THREADS {numba}"
+            + (f", SLURM_CPUS_PER_TASK={cpt}" if cpt else ""))
 
 
 def _launcher() -> str:
@@ -78,9 +83,7 @@ def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> d
 
     check_world(comm, expect)
     rank, size = comm.Get_rank(), comm.Get_size()
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
-    per_node = node.Get_size()
-    node.Free()
+    per_node = node_ranks(comm)
     hosts = comm.allgather(socket.gethostname())
     readable = {p: comm.allgather(os.access(p, os.R_OK)) for p in paths}
     report = {
@@ -92,7 +95,7 @@ def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> d
         "expected_from": expected_size(expect)[1],
         "hosts": sorted(set(hosts)),
         "ranks_per_node": per_node,
-        "threads": _threads(),
+        "threads": _threads(per_node),
         "launcher": _launcher(),
         "paths": {p: all(ok) for p, ok in readable.items()},
     }

@@ -87,6 +87,7 @@ class TrainConfig:
     control_every: int = 8          # decentralized algorithms: steps between stop/NaN agreements
     admm_rho: float = 0.3           # admm: penalty rho of the consensus constraint (mean-loss units)
     hogwild_threads: int = 0        # local steps as lock-free Hogwild passes on T numba threads (0: off)
+    threads: str | int = "auto"     # numba + BLAS threads per rank: auto (cores // ranks on the node) or N
     metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
 
     def validate(self) -> None:
@@ -110,6 +111,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         self.hidden_sizes()
+        from .runtime.threads import parse_threads
+        parse_threads(self.threads)
         if self.weight_decay < 0 or self.warmup_steps < 0 or self.lr_reference_batch < 0:
             raise ValueError("--weight-decay, --warmup-steps and --lr-reference-batch must be >= 0")
         if isinstance(self.memory_budget, str):
@@ -348,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--admm-rho", type=float, default=d.admm_rho,
                    help="admm: penalty rho of x_i = z, in units of the mean loss (local subproblem "
                         "L_i(x) + rho/2 |x - z + u_i|^2, solved by --tau minibatch steps)")
+    g.add_argument("--threads", metavar="N|auto", default=d.threads,
+                   help="numba and BLAS threads per rank; auto: $OMP_NUM_THREADS if set, else the "
+                        "usable cores divided by the ranks on this node (at least 1), so ranks do "
+                        "not oversubscribe the cores")
     g.add_argument("--hogwild-threads", type=int, metavar="T", default=d.hogwild_threads,
                    help="local_sgd/easgd/gossip with --model logreg --optimizer sgd on CSR data: each local "
                         "step is a lock-free Hogwild pass of per-row SGD over the minibatch on T numba "
@@ -542,6 +549,9 @@ def train(cfg: TrainConfig, comm) -> dict:
     if cfg.hogwild_threads:
         from .algos.hogwild import check_hogwild
         fail_together(comm, "checking --hogwild-threads", check_hogwild, cfg, shard)
+    from .runtime.threads import apply_threads, parse_threads, plan_threads
+    threads = plan_threads(comm, parse_threads(cfg.threads))
+    threads_applied = apply_threads(threads.threads)
     t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always, hogwild=bool(cfg.hogwild_threads))
 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
@@ -600,7 +610,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         "python": platform.python_version(), "config": asdict(cfg),
         "n_train": n, "n_test": test.n_total if test else 0, "d": d, "dtype": str(dtype),
         "steps_per_epoch": steps_per_epoch, "model": cfg.model, "n_classes": n_classes,
-        "nparams": model_desc["nparams"], "lr_scaled": base_lr, "algo": algo.describe(),
+        "threads": {**threads.as_dict(), "applied": threads_applied}, "nparams": model_desc["nparams"], "lr_scaled": base_lr, "algo": algo.describe(),
         # parameters + gradient + optimizer buffers this rank holds (max over ranks)
         "model_bytes_per_rank": max(comm.allgather(algo.params.nbytes + algo.grad.nbytes + sum(
             a.nbytes for a in algo.opt.state().values()))),
@@ -610,7 +620,8 @@ def train(cfg: TrainConfig, comm) -> dict:
         f"mpidml {__version__}: {size} rank(s), {_describe(cfg, n_classes)} on {cfg.data} ({n} x {d} {dtype}), "
         f"global batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, lr {base_lr:g} {cfg.lr_schedule}, "
         f"{_describe_optimizer(cfg)}, l2 {cfg.l2}; {algo.describe()}")
-    log.always(f"start-up: data load {t_load:.2f} s, kernel compile/load {t_compile:.2f} s")
+    log.always(f"start-up: data load {t_load:.2f} s, kernel compile/load {t_compile:.2f} s; "
+               f"{threads.describe()}")
     if cfg.verbose:
         ranks = comm.gather((shard.start, shard.start + shard.n, socket.gethostname(), t_load), root=0)
         if rank == 0:

@@ -65,3 +65,18 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
         with open(tmp, "w") as fh:
             fh.write("new")
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_thread_policy():
+    from mpidml.runtime.threads import auto_threads, parse_threads
+
+    assert auto_threads(2, 4, env={}) == 1          # oversubscribed: never 0
+    assert auto_threads(16, 4, env={}) == 4
+    assert auto_threads(16, 3, env={}) == 5
+    assert auto_threads(16, 4, env={"OMP_NUM_THREADS": "2"}) == 2   # the user's export wins
+    assert auto_threads(16, 4, env={"OMP_NUM_THREADS": "x"}) == 4   # junk is ignored
+    assert auto_threads(16, 4, env={"OMP_NUM_THREADS": "0"}) == 4
+    assert parse_threads("auto") == 0 and parse_threads(" 3 ") == 3
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ValueError, match="--threads must be"):
+            parse_threads(bad)

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--d", type=int, default=None,
                    help="features (default 100; clicklog: hashed space 1048576)")
     s.add_argument("--classes", "-k", type=int, default=10, help="multiclass: number of classes")
+    s.add_argument("--temperature", type=float, default=0.5,
+                   help="multiclass: teacher softmax temperature (lower = cleaner labels; 0.05 gives "
+                        "a Bayes accuracy near 0.93 at d 32, k 10)")
     s.add_argument("--nnz-per-row", type=float, default=20.0, help="clicklog: mean distinct features per row")
     s.add_argument("--zipf", type=float, default=1.2, help="clicklog: Zipf exponent of feature popularity (> 1)")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="feature dtype")
@@ -155,8 +158,12 @@ def _synth(args) -> None:
         kw = dict(sparse=True, index_dtype=np.int32 if d < 2**31 else np.int64, y_dtype=np.float32)
     elif args.kind == "multiclass":
         d = args.d or 100
-        blocks = multiclass_dense_blocks(args.rows, d, args.classes, args.seed, dtype, args.stream)
+        if not args.temperature > 0:
+            raise MpidmlError(f"--temperature must be > 0, got {args.temperature}")
+        blocks = multiclass_dense_blocks(args.rows, d, args.classes, args.seed, dtype, args.stream,
+                                         temperature=args.temperature)
         kw = dict(y_dtype=np.int64)
+        attrs["temperature"] = args.temperature
     else:
         d = args.d or 100
         blocks = binary_dense_blocks(args.rows, d, args.seed, dtype, args.stream)

@@ -45,24 +45,9 @@ def prefetch_pays_off(comm) -> bool:
     """Collective. Prefetching needs a core for the reader thread: on when this node has
     at least two usable cores per rank on it. (Measured on 2 cores, bench/stream_rss.py:
     1 rank -13 % epoch time with prefetch, 2 ranks +4 %.)"""
-    import os
+    from ..runtime.threads import node_ranks, usable_cores
 
-    node = comm.Split_type(_shared_type(), key=comm.Get_rank())
-    try:
-        local_ranks = node.Get_size()
-    finally:
-        node.Free()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return cores >= 2 * local_ranks
-
-
-def _shared_type():
-    from mpi4py import MPI
-
-    return MPI.COMM_TYPE_SHARED
+    return usable_cores() >= 2 * node_ranks(comm)
 
 
 def parse_memory_budget(text: str) -> int:
