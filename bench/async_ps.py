@@ -34,7 +34,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, TASKS, load, make_data, save_table  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
 
 F_STAR = 0.34652038      # bench/convergence.py's L-BFGS optimum of the convex task (f0 = ln 2)
 
@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     train, test = make_data(args.data_dir)["convex"]
-    model = list(TASKS["convex"]["model"])
+    model = task_flags("convex")
     del model[model.index("--epochs"):model.index("--epochs") + 2]
+    del model[model.index("--lr"):model.index("--lr") + 2]
     target = F_STAR + 0.01 * (0.6931471805599453 - F_STAR)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     names = args.variants.split(",")

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from async_ps import F_STAR  # noqa: E402
-from convergence import HERE, ROOT, TASKS, load, make_data, save_table  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,8 +33,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     train, test = make_data(args.data_dir)["convex"]
-    model = list(TASKS["convex"]["model"])
-    model[model.index("--epochs") + 1] = str(args.epochs)
+    model = task_flags("convex", epochs=args.epochs)
     target = F_STAR + 0.01 * (0.6931471805599453 - F_STAR)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     rows = []

@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, TASKS, load, make_data, save_table  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
 
 ALGOS = {
     "sync": ["--algo", "sync"],
@@ -42,8 +42,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     train, test = make_data(args.data_dir)["convex"]
-    model = list(TASKS["convex"]["model"])
-    model[model.index("--epochs") + 1] = str(args.epochs)
+    model = task_flags("convex", epochs=args.epochs)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     rows = []
     for algo, flags in ALGOS.items():

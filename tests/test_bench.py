@@ -54,3 +54,36 @@ def test_bench_overlap_reports_all_phases(tmp_path):
     rec = json.loads(out.read_text())["records"][0]
     assert rec["compute_us"] > 0 and rec["comm_us"] > 0 and rec["both_us"] > 0
     assert "overlap" in res.stdout
+
+
+def _fake_run(path, accs, objective):
+    recs = [{"type": "header"}] + [
+        {"type": "epoch", "epoch": e, "test_accuracy": a, "objective": objective, "train_seconds": e * 1.0,
+         "bytes_communicated": e * 10} for e, a in enumerate(accs, 1)]
+    recs.append({"type": "summary", "objective": objective, "test_accuracy": accs[-1]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return str(path)
+
+
+def test_convergence_table_picks_each_variants_best_lr(tmp_path):
+    """bench/convergence.py shows each variant at the lr of its grid that meets the target
+    first; when none does, the one with the best final accuracy / objective."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+    from convergence import best_run, task_flags
+
+    ok = lambda e: e["test_accuracy"] >= 0.8  # noqa: E731
+    grid = {0.05: _fake_run(tmp_path / "a", [0.5, 0.7, 0.81], 0.3),
+            0.1: _fake_run(tmp_path / "b", [0.6, 0.82, 0.83], 0.4),
+            0.2: _fake_run(tmp_path / "c", [0.7, 0.75, 0.79], 0.2)}
+    lr, path, _, hit = best_run(grid, ok, "mlp")
+    assert lr == 0.1 and hit["epoch"] == 2 and path == grid[0.1]
+    miss = {lr: grid[lr] for lr in (0.05, 0.2)}
+    ok_never = lambda e: False  # noqa: E731
+    assert best_run(miss, ok_never, "mlp")[0] == 0.05        # best final accuracy
+    assert best_run(miss, ok_never, "convex")[0] == 0.2      # lowest final objective
+    flags = task_flags("mlp", epochs=3, lr=0.2)
+    assert flags[flags.index("--epochs") + 1] == "3" and flags[-2:] == ["--lr", "0.2"]
+    assert task_flags("convex")[-2:] == ["--lr", "4"]
