@@ -65,12 +65,26 @@ def _matmul(X, W):
     return csr_matrix((X.data, X.indices, X.indptr), shape=X.shape) @ W
 
 
+def _margins(X, w: np.ndarray) -> np.ndarray:
+    """X @ w row by row with the training kernels' dot product: a row's value does not
+    depend on how the rows are split between ranks (BLAS gemv's does, by alignment)."""
+    from .kernels.logreg import logreg_partial_margins_csr, logreg_partial_margins_dense
+
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    z = np.empty(X.shape[0], dtype=w.dtype)
+    if isinstance(X, np.ndarray):
+        logreg_partial_margins_dense(X, rows, w, z)
+    else:
+        logreg_partial_margins_csr(X.data, X.indices, X.indptr, rows, w, z)
+    return z
+
+
 def predict(kind: str, model, params: np.ndarray, X) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, scores) for the rows of X: class labels and P(y=1) for logreg,
     class labels and the winning class's logit for softmax/mlp, values for lsq."""
     v = model.views(params)
     if kind in ("logreg", "lsq"):
-        z = _matmul(X, v["weight"]) + v["bias"][0]
+        z = _margins(X, v["weight"]) + v["bias"][0]
         if kind == "lsq":
             return z, z
         return (z > 0).astype(np.int64), 0.5 * (1.0 + np.tanh(0.5 * z))
