@@ -50,7 +50,7 @@ def plot_runs(runs: list[dict], out: str, title: str | None = None) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     (a_ep, a_time), (a_acc, a_bytes) = axes
     for run in runs:
-        ep = run["epochs"]
+        ep = [e for e in run["epochs"] if e.get("objective") is not None]   # evaluated epochs (--eval-every)
         x = [e["epoch"] for e in ep]
         obj = [e["objective"] for e in ep]
         a_ep.plot(x, obj, marker="o", label=run["label"])

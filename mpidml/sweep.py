@@ -52,7 +52,8 @@ def gather(directory: str) -> tuple[list[str], list[dict]]:
                      "world_size": s.get("world_size"), "epochs": len(run["epochs"]),
                      "objective": s.get("objective"), "test_accuracy": s.get("test_accuracy"),
                      "train_seconds": s.get("train_seconds"),
-                     "curve": [e["objective"] for e in run["epochs"]]})
+                     "curve": [(e["epoch"], e["objective"]) for e in run["epochs"]
+                               if e.get("objective") is not None]})   # evaluated epochs only
     return swept, rows
 
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         label = ", ".join(f"{k}={r[k]}" for k in swept) or f"task {r['task']}"
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker="o", label=label)
+        ax.plot([e for e, _ in r["curve"]], [o for _, o in r["curve"]], marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training objective")
     ax.grid(alpha=0.3)

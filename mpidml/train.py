@@ -89,6 +89,7 @@ class TrainConfig:
     hogwild_threads: int = 0        # local steps as lock-free Hogwild passes on T numba threads (0: off)
     threads: str | int = "auto"     # numba + BLAS threads per rank: auto (cores // ranks on the node) or N
     metrics_every: int = 0          # also write a metrics record every N steps (0: per epoch only)
+    eval_every: int = 1             # full-data evaluation every N epochs and at the end (0: only at the end)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (same verdict on every rank)."""
@@ -111,6 +112,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         self.hidden_sizes()
+        if self.eval_every < 0:
+            raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
         from .runtime.threads import parse_threads
         parse_threads(self.threads)
         if self.weight_decay < 0 or self.warmup_steps < 0 or self.lr_reference_batch < 0:
@@ -381,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and testing")
     g.add_argument("--metrics", metavar="FILE.jsonl", default=d.metrics,
                    help="write a JSON-lines log: header, one record per epoch, summary (rank 0)")
+    g.add_argument("--eval-every", type=int, metavar="EPOCHS", default=d.eval_every,
+                   help="evaluate the full training objective, gradient norm and test metric every EPOCHS "
+                        "epochs and always after the last one (0: only after the last). Each evaluation "
+                        "is one more pass over the training data: on large sets, evaluate less often")
     g.add_argument("--metrics-every", type=int, metavar="STEPS", default=d.metrics_every,
                    help="also write a {\"type\": \"step\"} metrics record every STEPS steps (0 = off)")
     g.add_argument("--save-model", metavar="FILE.h5", default=d.save_model,
@@ -744,12 +751,15 @@ def train(cfg: TrainConfig, comm) -> dict:
         progress.end_epoch()
         elapsed = time.perf_counter() - t_epoch
         train_time += elapsed
-        mark("evaluate", step)
-        with counters.uncounted():   # bytes count training traffic only
-            objective, gnorm, acc = evaluate()
-            spread = algo.disagreement()
+        evaluated = bool(epoch == cfg.epochs or stopped_by or (cfg.eval_every and epoch % cfg.eval_every == 0))
+        objective = gnorm = acc = spread = evaluate.test_loss = None
+        if evaluated:   # (NaN in the loss or gradient is caught at every control point regardless)
+            mark("evaluate", step)
+            with counters.uncounted():   # bytes count training traffic only
+                objective, gnorm, acc = evaluate()
+                spread = algo.disagreement()
         timeline.end()
-        if not math.isfinite(objective):
+        if evaluated and not math.isfinite(objective):
             raise MpidmlError(f"objective became {objective} at epoch {epoch} (step {step}); "
                               f"lower --lr (now {cfg.lr})")
         # Allreduce time = transfer + waiting for the slowest rank. The rank that arrives
@@ -769,8 +779,8 @@ def train(cfg: TrainConfig, comm) -> dict:
         history.append(rec)
         log.record(rec)
         acc_s = f"  {metric_key} {acc:.4f}" if acc is not None else ""
-        log.info(f"epoch {epoch:>3}/{cfg.epochs}  objective {objective:.6f}{acc_s}  "
-                 f"samples/s {n / elapsed:,.0f}  ({elapsed:.2f} s)")
+        obj_s = f"objective {objective:.6f}{acc_s}" if evaluated else "(not evaluated: --eval-every)"
+        log.info(f"epoch {epoch:>3}/{cfg.epochs}  {obj_s}  samples/s {n / elapsed:,.0f}  ({elapsed:.2f} s)")
         if stopped_by:
             break
     watchdog.stop()

@@ -65,6 +65,25 @@ def test_same_result_at_p2_and_p3(runs):
     assert abs(s2["test_accuracy"] - s3["test_accuracy"]) <= 0.005
 
 
+def test_eval_every_skips_evaluation_but_not_training(runs, dataset, tmp_path):
+    """--eval-every 2 of 5 epochs evaluates after epochs 2, 4 and 5 only; training (and so the
+    final model) is bit for bit the run that evaluated every epoch; plot and sweep cope."""
+    _, records = train_run(2, dataset, tmp_path, "--eval-every", "2")
+    epochs, summary = records[1:-1], records[-1]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert [e["objective"] is not None for e in epochs] == [False, True, False, True, True]
+    assert epochs[0]["test_accuracy"] is None and epochs[0]["bytes_communicated"] > 0
+    full = runs[2][1]
+    assert summary["objective"] == full[-1]["objective"] and summary["params_digest"] == full[-1]["params_digest"]
+    assert [e["objective"] for e in epochs if e["objective"] is not None] == \
+        [full[i]["objective"] for i in (2, 4, 5)]
+    from mpidml.plot import plot_runs, read_run
+    plot_runs([dict(read_run(str(tmp_path / "metrics-p2.jsonl")), label="e2")], str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 0
+    bad = run_mpi(1, ["-m", "mpidml.train", "--data", dataset["train"], "--eval-every", "-1"], timeout=60)
+    assert bad.returncode == 2 and "--eval-every must be >= 0" in bad.stderr, bad.output
+
+
 def test_full_batch_gradient_is_exact_for_uneven_and_empty_shards(tmp_path):
     """Full-batch GD must not depend on p: 7 rows over 1..4 ranks (uneven shards) and
     3 rows over 4 ranks (one rank has no rows, weight 0) give the same objective."""
