@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 __all__ = ["MpidmlError", "CollectiveError", "abort_world", "fail_together", "install_abort_hook",
@@ -93,6 +94,12 @@ def install_abort_hook() -> None:
             if rank == 0:
                 sys.stderr.write(f"mpidml: error: {exc}\n")
                 sys.stderr.flush()
+            # Every rank raised it together. Nobody exits before rank 0 has written: Hydra
+            # tears the job down at the first nonzero exit and could drop the message
+            # (seen under load: exit 2, empty stderr). Bounded, in case a rank never comes.
+            _bounded_barrier(world, timeout=5.0)
+            if size > 1:
+                time.sleep(0.2)   # let the launcher forward rank 0's line
             os._exit(exc.exit_code)
         if isinstance(exc, MpidmlError):
             detail = str(exc) + "\n"
@@ -106,12 +113,23 @@ def install_abort_hook() -> None:
     sys.excepthook = hook
 
 
+def _bounded_barrier(comm, timeout: float) -> bool:
+    """Barrier that gives up after ``timeout`` seconds (True if everyone arrived)."""
+    if comm.Get_size() == 1:
+        return True
+    req = comm.Ibarrier()
+    deadline = time.monotonic() + timeout
+    while not req.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def abort_world(code: int = EXIT_FAILURE, drain: float = 0.3) -> None:
     """End every rank now, after what this rank wrote to stderr has had ``drain`` seconds
     to reach the launcher: Hydra kills the other processes and stops forwarding as soon as
     one rank calls ``MPI_Abort``, and a message still in the pipe would be lost."""
-    import time
-
     from mpi4py import MPI
 
     sys.stderr.flush()
