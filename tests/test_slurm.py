@@ -132,6 +132,10 @@ def state(job):
     return (re.search(r"JobState=(\w+)", info) or [None, None])[1], info
 
 
+def _node_info() -> str:
+    return subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True).stdout
+
+
 def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path):
     job = submit([os.path.join(SLURM, "train-preemptible.sbatch"), "--data", data["train"],
                   "--epochs", "3000", "--batch-size", "256", "--metrics", "m.jsonl", "-q"],
@@ -150,6 +154,13 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path):
             break
         assert st not in FINAL - {"COMPLETED"} and time.monotonic() < deadline, (st, out.read_text())
         time.sleep(0.5)
+    # Start it again only once the node has cleaned up the first run: a restart that reaches
+    # slurmd earlier is killed ("Job credential revoked"; seen on a loaded machine).
+    deadline = time.monotonic() + 120
+    while not re.search(r"CPUAlloc=0\b.*State=IDLE\s", _node_info(), re.S):
+        assert time.monotonic() < deadline, _node_info()
+        time.sleep(0.5)
+    time.sleep(1)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     assert wait(job, timeout=600) == ["COMPLETED"], out.read_text()
     text = out.read_text()
