@@ -162,8 +162,6 @@ class TrainConfig:
             raise ValueError(f"--easgd-alpha must be in [0, 1), got {self.easgd_alpha}")
         if not 0 <= self.easgd_beta < 1:
             raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
-        if self.algo in ("easgd_async", "ps") and self.memory_budget:
-            raise ValueError(f"--algo {self.algo} does not stream (--memory-budget) yet")
         from .algos.ps import parse_staleness
         parse_staleness(self.staleness)
         self.staleness = str(self.staleness)
@@ -525,7 +523,8 @@ def train(cfg: TrainConfig, comm) -> dict:
         from .algos.feature_parallel import load_blocks
         shard, test = load_blocks(comm, cfg, log=log.always)
     elif cfg.memory_budget and not cfg.stream_in_memory:
-        stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always)
+        stream = open_stream_collective(comm, cfg.data, cfg.memory_budget, label_mode, log=log.always,
+                                        part=part)
         shard = stream.sample_shard()  # a few rows: schema, dtypes, kernel warm-up
     else:
         shard = load_shard_collective(comm, cfg.data, label_mode, log=log.always, part=part)

@@ -188,19 +188,22 @@ def _scan_own_labels(ds: DataSet, start: int, stop: int, labels: str, block: int
 
 
 def open_stream_collective(comm, spec, budget: int, labels: str = "binary", prefetch: bool | None = None,
-                           validate: bool = True, log=None, what: str = "opening the data stream"):
+                           validate: bool = True, log=None, what: str = "opening the data stream",
+                           part: tuple[int, int] | None = None):
     """Collective over ``comm``: open this rank's contiguous rows of ``spec`` as a
     ``ChunkStream`` under ``budget`` bytes. The ranks agree on the label plan (a pass over
     their labels); ``prefetch=None`` decides by ``prefetch_pays_off``; with ``validate`` every chunk is read once up front so that bad values
     fail all ranks together here rather than one rank in the middle of training.
     """
     size, rank = comm.Get_size(), comm.Get_rank()
+    if part is not None:      # (parts, index): split over ``parts`` ranks; index -1 streams no rows
+        size, rank = part
     if prefetch is None:
         prefetch = DEFAULT_PREFETCH if DEFAULT_PREFETCH is not None else prefetch_pays_off(comm)
 
     def local():
         ds = open_dataset(spec)
-        start, stop = shard_rows(ds.n, size, rank)
+        start, stop = shard_rows(ds.n, size, rank) if rank >= 0 else (0, 0)
         return ds, start, stop, _scan_own_labels(ds, start, stop, labels)
 
     ds, start, stop, summaries = fail_together(comm, what, local)
@@ -220,6 +223,6 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
         return stream
 
     stream = fail_together(comm, what, make)
-    if rank == 0:
+    if comm.Get_rank() == 0:
         announce(log, ds, stream.plan, size)
     return stream
