@@ -91,6 +91,10 @@ def test_streamed_training_equals_in_memory(p, tmp_path):
     assert r["identical"], r  # same row order -> the same model, bit for bit
     assert r["objective_streamed"] < r["initial"] - 0.05  # it trained
     assert abs(r["objective_streamed"] - r["objective_plain"]) < 0.01, r
+    # ps / easgd_async with --memory-budget: the serving rank streams no rows
+    assert r["ps_identical"], r
+    for k in ("ps_bsp", "ps_asgd", "easgd_async"):
+        assert r[k] < r["initial"] - 0.05, r
 
 
 def test_train_cli_memory_budget(tmp_path):

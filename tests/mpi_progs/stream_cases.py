@@ -5,7 +5,9 @@
 Trains the same model three ways on a two-file dense float64 data set: (a) streamed
 from disk in small chunks (``memory_budget``), (b) held in memory with the same
 chunked row order (``stream_in_memory``), (c) in memory with the default order.
-(a) and (b) must be bit-identical; (c) must reach a close objective.
+(a) and (b) must be bit-identical; (c) must reach a close objective. Then the algorithms
+with serving ranks (the last rank serves and streams no rows): ``ps`` BSP streamed and held
+(bit-identical), asynchronous ``ps`` and ``easgd_async`` streamed (they train).
 """
 
 import json
@@ -31,8 +33,15 @@ budget = 40_000  # bytes: chunks of 16 kB = 225 rows, so steps span chunk and fi
 streamed = train(TrainConfig(memory_budget=budget, **common), comm)
 held = train(TrainConfig(memory_budget=budget, stream_in_memory=True, **common), comm)
 plain = train(TrainConfig(**common), comm)
+bsp = dict(common, algo="ps", staleness="0")
+ps_streamed = train(TrainConfig(memory_budget=budget, **bsp), comm)
+ps_held = train(TrainConfig(memory_budget=budget, stream_in_memory=True, **bsp), comm)
+asgd = train(TrainConfig(memory_budget=budget, **dict(bsp, staleness="inf")), comm)
+easgd = train(TrainConfig(memory_budget=budget, algo="easgd_async", tau=4, **common), comm)
 if comm.Get_rank() == 0:
     sys.stdout.write(json.dumps({
+        "ps_identical": bool(np.array_equal(ps_streamed["params"], ps_held["params"])),
+        "ps_bsp": ps_streamed["objective"], "ps_asgd": asgd["objective"], "easgd_async": easgd["objective"],
         "size": comm.Get_size(),
         "identical": bool(np.array_equal(streamed["params"], held["params"])),
         "objective_streamed": streamed["objective"], "objective_held": held["objective"],
