@@ -54,13 +54,12 @@ def check_world(comm, expect: int | None = None) -> None:
 
 
 def _threads(per_node: int) -> str:
-    from .runtime.threads import auto_threads, usable_cores
+    from .runtime.threads import decide_threads, usable_cores
 
     numba = os.environ.get("NUMBA_NUM_THREADS", "default")
     cpt = os.environ.get("SLURM_CPUS_PER_TASK")
-    return (f"training uses {auto_threads(usable_cores(), per_node)} per rank with --threads auto "
-            f"({usable_cores()} usable cores, {per_node} ranks on this node); NUMBA_NUM_THREADS {numba}"
-            + (f", SLURM_CPUS_PER_TASK={cpt}" if cpt else ""))
+    return (f"training with --threads auto: {decide_threads(usable_cores(), per_node).describe()}; "
+            f"NUMBA_NUM_THREADS {numba}" + (f", SLURM_CPUS_PER_TASK={cpt}" if cpt else ""))
 
 
 def _launcher() -> str:

@@ -49,8 +49,8 @@ def main(argv=None) -> int:
 
     install_abort_hook()
     comm = MPI.COMM_WORLD.Dup()
-    from .runtime.threads import apply_threads, plan_threads
-    apply_threads(plan_threads(comm).threads)   # ranks sharing a node split its cores (BLAS, numba)
+    from .runtime.threads import limit_threads
+    limit_threads(comm)   # ranks sharing a node split its cores (BLAS, numba)
     res = evaluate(comm, args.model, args.data, log=print if comm.Get_rank() == 0 else (lambda *a: None))
     if comm.Get_rank() == 0:
         if args.json:

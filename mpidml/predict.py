@@ -31,8 +31,8 @@ def main(argv=None) -> int:
 
     install_abort_hook()
     comm = MPI.COMM_WORLD.Dup()
-    from .runtime.threads import apply_threads, plan_threads
-    apply_threads(plan_threads(comm).threads)   # ranks sharing a node split its cores (BLAS, numba)
+    from .runtime.threads import limit_threads
+    limit_threads(comm)   # ranks sharing a node split its cores (BLAS, numba)
     rank = comm.Get_rank()
     model, params, desc, _ = fail_together(comm, f"reading the model {args.model}", load_model, args.model)
     quiet = (lambda *a: None)

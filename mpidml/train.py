@@ -555,9 +555,8 @@ def train(cfg: TrainConfig, comm) -> dict:
     if cfg.hogwild_threads:
         from .algos.hogwild import check_hogwild
         fail_together(comm, "checking --hogwild-threads", check_hogwild, cfg, shard)
-    from .runtime.threads import apply_threads, parse_threads, plan_threads
-    threads = plan_threads(comm, parse_threads(cfg.threads))
-    threads_applied = apply_threads(threads.threads)
+    from .runtime.threads import limit_threads, parse_threads
+    threads, threads_applied = limit_threads(comm, parse_threads(cfg.threads))
     t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always, hogwild=bool(cfg.hogwild_threads))
 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["usable_cores", "node_ranks", "auto_threads", "parse_threads", "ThreadPlan", "plan_threads",
-           "apply_threads"]
+__all__ = ["usable_cores", "node_ranks", "auto_threads", "parse_threads", "ThreadPlan", "decide_threads",
+           "plan_threads", "limit_threads", "apply_threads"]
 
 
 def usable_cores() -> int:
@@ -36,14 +36,16 @@ def node_ranks(comm) -> int:
         node.Free()
 
 
+def _omp_threads(env=None) -> int | None:
+    """``OMP_NUM_THREADS`` when exported as a positive integer, else None."""
+    omp = (os.environ if env is None else env).get("OMP_NUM_THREADS", "").strip()
+    return int(omp) if omp.isdigit() and int(omp) > 0 else None
+
+
 def auto_threads(cores: int, local_ranks: int, env: dict | None = None) -> int:
     """Threads for one rank: ``OMP_NUM_THREADS`` if set to a positive integer, else
     ``cores // local_ranks`` (at least 1)."""
-    env = os.environ if env is None else env
-    omp = env.get("OMP_NUM_THREADS", "").strip()
-    if omp.isdigit() and int(omp) > 0:
-        return int(omp)
-    return max(1, cores // max(1, local_ranks))
+    return _omp_threads(env) or max(1, cores // max(1, local_ranks))
 
 
 def parse_threads(text) -> int:
@@ -71,14 +73,24 @@ class ThreadPlan:
                 "source": self.source}
 
 
+def decide_threads(cores: int, local_ranks: int, requested: int = 0, env: dict | None = None) -> ThreadPlan:
+    """The plan for a rank that may use ``cores`` cores and shares its node with
+    ``local_ranks`` ranks; ``requested`` 0 = auto."""
+    if requested:
+        return ThreadPlan(requested, cores, local_ranks, "--threads")
+    source = "OMP_NUM_THREADS" if _omp_threads(env) else "auto"
+    return ThreadPlan(auto_threads(cores, local_ranks, env), cores, local_ranks, source)
+
+
 def plan_threads(comm, requested: int = 0) -> ThreadPlan:
     """Collective (node split): the threads this rank should use; ``requested`` 0 = auto."""
-    cores, local = usable_cores(), node_ranks(comm)
-    if requested:
-        return ThreadPlan(requested, cores, local, "--threads")
-    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
-    source = "OMP_NUM_THREADS" if omp.isdigit() and int(omp) > 0 else "auto"
-    return ThreadPlan(auto_threads(cores, local), cores, local, source)
+    return decide_threads(usable_cores(), node_ranks(comm), requested)
+
+
+def limit_threads(comm, requested: int = 0) -> tuple[ThreadPlan, dict]:
+    """Collective: plan this rank's threads and apply them; (plan, what was applied)."""
+    plan = plan_threads(comm, requested)
+    return plan, apply_threads(plan.threads)
 
 
 def apply_threads(threads: int) -> dict:
@@ -88,11 +100,10 @@ def apply_threads(threads: int) -> dict:
     threadpoolctl finds it. Returns what was limited (library → threads)."""
     import numba
     import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS numba uses)
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threadpool_limits(limits=threads)
-    from threadpoolctl import threadpool_info
     out = {"numba": numba.get_num_threads()}
     for lib in threadpool_info():
         out[f"{lib.get('internal_api')}:{os.path.basename(lib.get('filepath', '?'))}"] = lib.get("num_threads")
