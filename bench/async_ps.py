@@ -34,7 +34,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags, train_cmd  # noqa: E402
 
 F_STAR = 0.34652038      # bench/convergence.py's L-BFGS optimum of the convex task (f0 = ln 2)
 
@@ -78,11 +78,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     train, test = make_data(args.data_dir)["convex"]
-    model = task_flags("convex")
-    del model[model.index("--epochs"):model.index("--epochs") + 2]
-    del model[model.index("--lr"):model.index("--lr") + 2]
     target = F_STAR + 0.01 * (0.6931471805599453 - F_STAR)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     names = args.variants.split(",")
     lrs = [float(x) for x in args.lrs.split(",")]
     runs: dict[tuple, list[dict]] = {(v, lr): [] for v in names for lr in lrs}
@@ -92,11 +88,8 @@ def main(argv=None) -> int:
                 flags, factor = VARIANTS[v]
                 epochs = args.epochs * factor
                 metrics = os.path.join(args.out, f"{v}-e{epochs}-lr{lr:g}-r{rep}.jsonl")
-                cmd = [mpiexec, "-n", str(args.p), sys.executable, "-m", "mpidml.train", "--data", train, "--test", test,
-                       *model, "--epochs", str(epochs), "--lr", str(lr), *flags, "--inject-fault", f"slow:0:{args.slow}",
-                       "--metrics", metrics, "-q", "--progress", "none"]
-                if os.path.exists("/work/cpu.lock"):
-                    cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+                cmd = train_cmd(args.p, (train, test), metrics, *task_flags("convex", epochs=epochs, lr=lr),
+                                *flags, "--inject-fault", f"slow:0:{args.slow}")
                 if not (args.reuse and os.path.exists(metrics)):
                     res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
                     if res.returncode:

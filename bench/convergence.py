@@ -123,6 +123,15 @@ def f_star_logreg(path: str, l2: float) -> float:
     return float(res.fun)
 
 
+def train_cmd(p: int, data: tuple, metrics: str, *flags: str) -> list[str]:
+    """``mpiexec -n p python -m mpidml.train`` on (train, test) writing ``metrics``, quiet;
+    under ``flock -x /work/cpu.lock`` when that file exists (no other job runs meanwhile)."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [mpiexec, "-n", str(p), sys.executable, "-m", "mpidml.train", "--data", data[0], "--test", data[1],
+           *flags, "--metrics", metrics, "-q", "--progress", "none"]
+    return ["flock", "-x", "/work/cpu.lock", *cmd] if os.path.exists("/work/cpu.lock") else cmd
+
+
 def metrics_path(out: str, task: str, p: int, algo: str, lr: float) -> str:
     grid = len(TASKS[task]["lrs"]) > 1
     return os.path.join(out, f"{task}-p{p}-{algo}" + (f"-lr{lr:g}" if grid else "") + ".jsonl")
@@ -130,12 +139,7 @@ def metrics_path(out: str, task: str, p: int, algo: str, lr: float) -> str:
 
 def run(p: int, task: str, algo: str, lr: float, data: tuple, out: str, seed: int) -> str:
     metrics = metrics_path(out, task, p, algo, lr)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-n", str(p), sys.executable, "-m", "mpidml.train", "--data", data[0], "--test", data[1],
-           *task_flags(task, lr=lr), *ALGOS[algo], "--seed", str(seed), "--metrics", metrics,
-           "-q", "--progress", "none"]
-    if os.path.exists("/work/cpu.lock"):
-        cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+    cmd = train_cmd(p, data, metrics, *task_flags(task, lr=lr), *ALGOS[algo], "--seed", str(seed))
     t0 = time.perf_counter()
     res = subprocess.run(cmd, text=True, capture_output=True, timeout=1800)
     if res.returncode:
@@ -171,16 +175,16 @@ def best_run(by_lr: dict, ok, task: str):
     """The lr whose run meets the target in the fewest epochs (then seconds); when none
     does, the best final objective (convex) or accuracy (mlp).
     Returns (lr, path, loaded run, epoch record at the target or None)."""
-    def key(item):
-        lr, path = item
-        hdr, epochs, summ = load(path)
-        hit = to_target(epochs, ok)
+    runs = {lr: load(path) for lr, path in by_lr.items()}
+    hits = {lr: to_target(run_[1], ok) for lr, run_ in runs.items()}
+
+    def key(lr):
+        hit, summ = hits[lr], runs[lr][2]
         if hit:
             return (0, hit["epoch"], hit["train_seconds"])
         return (1, summ["objective"] if task == "convex" else -(summ["test_accuracy"] or 0), 0)
-    lr, path = min(by_lr.items(), key=key)
-    run_ = load(path)
-    return lr, path, run_, to_target(run_[1], ok)
+    lr = min(runs, key=key)
+    return lr, by_lr[lr], runs[lr], hits[lr]
 
 
 def main(argv=None) -> int:

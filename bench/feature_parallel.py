@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from async_ps import F_STAR  # noqa: E402
-from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags, train_cmd  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,16 +35,12 @@ def main(argv=None) -> int:
     train, test = make_data(args.data_dir)["convex"]
     model = task_flags("convex", epochs=args.epochs)
     target = F_STAR + 0.01 * (0.6931471805599453 - F_STAR)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     rows = []
     for p in [int(x) for x in args.procs.split(",")]:
         got = {}
         for algo in ("sync", "feature_parallel"):
             metrics = os.path.join(args.out, f"{algo}-p{p}.jsonl")
-            cmd = [mpiexec, "-n", str(p), sys.executable, "-m", "mpidml.train", "--data", train, "--test", test,
-                   *model, "--algo", algo, "--metrics", metrics, "-q", "--progress", "none"]
-            if os.path.exists("/work/cpu.lock"):
-                cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+            cmd = train_cmd(p, (train, test), metrics, *model, "--algo", algo)
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600)
             header, epochs, summary = load(metrics)
             hit = next((e for e in epochs if e["objective"] <= target), None)

@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import HERE, ROOT, load, make_data, save_table, task_flags  # noqa: E402
+from convergence import HERE, ROOT, load, make_data, save_table, task_flags, train_cmd  # noqa: E402
 
 ALGOS = {
     "sync": ["--algo", "sync"],
@@ -43,18 +43,13 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     train, test = make_data(args.data_dir)["convex"]
     model = task_flags("convex", epochs=args.epochs)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     rows = []
     for algo, flags in ALGOS.items():
         res = {}
         for fault in ("none", f"slow:1:{args.slow}"):
             metrics = os.path.join(args.out, f"{algo}-{'straggler' if fault != 'none' else 'clean'}.jsonl")
-            cmd = [mpiexec, "-n", str(args.p), sys.executable, "-m", "mpidml.train", "--data", train, "--test", test,
-                   *model, *flags, "--metrics", metrics, "-q", "--progress", "none"]
-            if fault != "none":
-                cmd += ["--inject-fault", fault]
-            if os.path.exists("/work/cpu.lock"):
-                cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+            cmd = train_cmd(args.p, (train, test), metrics, *model, *flags,
+                            *(["--inject-fault", fault] if fault != "none" else []))
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800)
             res[fault] = load(metrics)[2]
         clean, slow = res["none"], res[f"slow:1:{args.slow}"]

@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from convergence import ROOT, load, make_data, save_table, task_flags  # noqa: E402
+from convergence import ROOT, load, make_data, save_table, task_flags, train_cmd  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,18 +37,14 @@ def main(argv=None) -> int:
 
     cores = usable_cores()
     train, test = make_data(args.data_dir)["mlp"]
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
     results = {}
     for rep in range(args.reps):
         for p in [int(x) for x in args.p.split(",")]:
             for threads in ("auto", str(cores)):
                 metrics = os.path.join(args.out, f"p{p}-{threads}.jsonl")
-                cmd = [mpiexec, "-n", str(p), sys.executable, "-m", "mpidml.train", "--data", train, "--test", test,
-                       *task_flags("mlp", epochs=args.epochs), "--threads", threads, "--metrics", metrics,
-                       "-q", "--progress", "none"]
-                if os.path.exists("/work/cpu.lock"):
-                    cmd = ["flock", "-x", "/work/cpu.lock", *cmd]
+                cmd = train_cmd(p, (train, test), metrics, *task_flags("mlp", epochs=args.epochs),
+                                "--threads", threads)
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=1800)
                 wall = time.perf_counter() - t0
