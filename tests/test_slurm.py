@@ -133,7 +133,7 @@ def state(job):
 
 
 def _node_info() -> str:
-    return subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True).stdout
+    return subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True, timeout=30).stdout
 
 
 def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path):
