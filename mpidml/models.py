@@ -28,6 +28,7 @@ from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_lo
                              logreg_loss_grad_dense_parallel, new_scratch)
 from .kernels.hogwild import logreg_hogwild_csr
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
+from .kernels.lsq import new_scratch as lsq_scratch
 from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
                           mlp_param_count)
 from .kernels.softmax import softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr
@@ -211,6 +212,7 @@ class LeastSquares(Model):
         self.d = int(d)
         self.nparams = self.d + 1
         self._weight_slices = [slice(0, self.d)]
+        self._scratch = lsq_scratch(self.dtype)
 
     def views(self, params):
         return {"weight": params[: self.d], "bias": params[self.d:]}
@@ -221,7 +223,7 @@ class LeastSquares(Model):
     def loss_grad_sum(self, X, y, rows, params, grad) -> float:
         if isinstance(X, CSRMatrix):
             return lsq_loss_grad_csr(X.data, X.indices, X.indptr, y, rows, params, grad)
-        return lsq_loss_grad_dense(X, y, rows, params, grad)
+        return lsq_loss_grad_dense(X, y, rows, params, grad, self._scratch)
 
     def metric_sum(self, X, y, rows, params) -> float:
         """Σ (prediction − y)² over ``rows``."""

@@ -1,12 +1,11 @@
 """Small @njit helpers shared by the kernel modules (no MPI, no objects)."""
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
-__all__ = ["FASTMATH", "add_scaled", "chunk_bounds", "prefetch", "prefetch_row", "row_dot", "sparse_dot",
+from .simd import lanes, vfma, vload, vload_tail, vsplat, vstore, vstore_tail, vsum, vzero
+
+__all__ = ["FASTMATH", "add_rows4", "add_rows8", "add_scaled", "chunk_bounds", "dot_row", "row_dot", "sparse_dot",
            "sum_parts_into", "touched_columns", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
@@ -95,37 +94,84 @@ def sparse_dot(data, indices, a, b, w):
     return s
 
 
-@intrinsic
-def prefetch(typingctx, arr, idx):
-    """Hint the CPU to bring the cache line holding ``arr[idx]`` (1-D array) into all cache
-    levels (``llvm.prefetch``: read, high locality, data). No effect on results; on CPUs
-    without prefetch instructions LLVM drops it. Used to fetch the next block of rows
-    while the current one is being computed on (the hardware prefetcher stops running
-    ahead while a kernel works from L1, and cannot follow a shuffled row order)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
-    sig = types.void(arr, idx)
-
-    def codegen(context, builder, sig, args):
-        aryty, idxty = sig.args
-        ary = context.make_array(aryty)(context, builder, args[0])
-        i = context.cast(builder, args[1], idxty, types.intp)
-        ptr = cgutils.get_item_pointer2(context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape),
-                                        cgutils.unpack_tuple(builder, ary.strides), aryty.layout, [i],
-                                        wraparound=False, boundscheck=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
-                                              ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
+# Dense rows with explicit SIMD vectors (simd.py): one vector per 64 bytes of a row, the
+# row's tail as one masked vector, no remainder loops. The helpers take the 2-D array and
+# row numbers (no row views: views inlined into branching code cost two atomic reference
+# count updates each). Measured on the 400k x 100 float32 logistic gradient
+# (bench/results/kernels-analysis.md): streaming one row at a time keeps the hardware
+# prefetcher ahead (four interleaved rows cost ~40 % more from memory); the update from L1
+# takes eight rows per load/store of ``grad``.
 
 
-@njit(cache=True, nogil=True, inline="always")
-def prefetch_row(x):
-    """Prefetch every 64-byte line of the 1-D array ``x`` (one row of X)."""
-    step = max(1, 64 // x.itemsize)
-    for j in range(0, x.shape[0], step):
-        prefetch(x, j)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def dot_row(X, i, w, d):
+    """Margin of dense row ``i``: w[d] + Σ_j X[i, j]·w[j] (lanes summed as a fixed tree, so
+    a row's margin does not depend on which rows are around it)."""
+    n = lanes(w)
+    a = vzero(w)
+    for j in range(0, d - n + 1, n):
+        a = vfma(vload(X, (i, j)), vload(w, j), a)
+    j = d - d % n
+    a = vfma(vload_tail(X, (i, j), d), vload_tail(w, j, d), a)
+    return vsum(a) + w[d]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def add_rows4(grad, X, rows, o, r, u, d):
+    """grad += Σ_{q<4} r[u+q]·[X[rows[o+u+q]], 1]: one load and store of grad per four rows."""
+    n = lanes(grad)
+    T = grad.dtype.type
+    i0, i1, i2, i3 = rows[o + u], rows[o + u + 1], rows[o + u + 2], rows[o + u + 3]
+    r0, r1, r2, r3 = T(r[u]), T(r[u + 1]), T(r[u + 2]), T(r[u + 3])
+    v0, v1, v2, v3 = vsplat(grad, r0), vsplat(grad, r1), vsplat(grad, r2), vsplat(grad, r3)
+    for j in range(0, d - n + 1, n):
+        g = vload(grad, j)
+        g = vfma(vload(X, (i0, j)), v0, g)
+        g = vfma(vload(X, (i1, j)), v1, g)
+        g = vfma(vload(X, (i2, j)), v2, g)
+        g = vfma(vload(X, (i3, j)), v3, g)
+        vstore(grad, j, g)
+    j = d - d % n
+    g = vload_tail(grad, j, d)
+    g = vfma(vload_tail(X, (i0, j), d), v0, g)
+    g = vfma(vload_tail(X, (i1, j), d), v1, g)
+    g = vfma(vload_tail(X, (i2, j), d), v2, g)
+    g = vfma(vload_tail(X, (i3, j), d), v3, g)
+    vstore_tail(grad, j, d, g)
+    grad[d] += (r0 + r1) + (r2 + r3)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def add_rows8(grad, X, rows, o, r, u, d):
+    """``add_rows4`` for eight rows (rows[o+u : o+u+8])."""
+    n = lanes(grad)
+    T = grad.dtype.type
+    i0, i1, i2, i3 = rows[o + u], rows[o + u + 1], rows[o + u + 2], rows[o + u + 3]
+    i4, i5, i6, i7 = rows[o + u + 4], rows[o + u + 5], rows[o + u + 6], rows[o + u + 7]
+    r0, r1, r2, r3 = T(r[u]), T(r[u + 1]), T(r[u + 2]), T(r[u + 3])
+    r4, r5, r6, r7 = T(r[u + 4]), T(r[u + 5]), T(r[u + 6]), T(r[u + 7])
+    v0, v1, v2, v3 = vsplat(grad, r0), vsplat(grad, r1), vsplat(grad, r2), vsplat(grad, r3)
+    v4, v5, v6, v7 = vsplat(grad, r4), vsplat(grad, r5), vsplat(grad, r6), vsplat(grad, r7)
+    for j in range(0, d - n + 1, n):
+        g = vload(grad, j)
+        g = vfma(vload(X, (i0, j)), v0, g)
+        g = vfma(vload(X, (i1, j)), v1, g)
+        g = vfma(vload(X, (i2, j)), v2, g)
+        g = vfma(vload(X, (i3, j)), v3, g)
+        g = vfma(vload(X, (i4, j)), v4, g)
+        g = vfma(vload(X, (i5, j)), v5, g)
+        g = vfma(vload(X, (i6, j)), v6, g)
+        g = vfma(vload(X, (i7, j)), v7, g)
+        vstore(grad, j, g)
+    j = d - d % n
+    g = vload_tail(grad, j, d)
+    g = vfma(vload_tail(X, (i0, j), d), v0, g)
+    g = vfma(vload_tail(X, (i1, j), d), v1, g)
+    g = vfma(vload_tail(X, (i2, j), d), v2, g)
+    g = vfma(vload_tail(X, (i3, j), d), v3, g)
+    g = vfma(vload_tail(X, (i4, j), d), v4, g)
+    g = vfma(vload_tail(X, (i5, j), d), v5, g)
+    g = vfma(vload_tail(X, (i6, j), d), v6, g)
+    g = vfma(vload_tail(X, (i7, j), d), v7, g)
+    vstore_tail(grad, j, d, g)
+    grad[d] += ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))

@@ -10,12 +10,13 @@ Regularisation is not applied here: it is added once to the global mean gradient
 
 Speed (see bench/kernels.py): the per-row σ and softplus use a branch-free
 polynomial exp/log1p (no libm calls) so they vectorise across the rows of a block, in
-the scratch's precision (float32 scratch: 8 lanes, ~1e-7 relative error; float64:
-4 lanes, ~1e-16). Rows go in blocks of BLOCK: dot products four rows at a time, the
-block's residuals in one vectorised pass, then the gradient update four rows at a time
-while the next block's rows are prefetched. ``fastmath`` is limited to reassociation and
-contraction (vectorised reductions, FMA); NaN and infinity semantics are kept.
-``error_model="numpy"`` removes the ZeroDivisionError branches that stop vectorisation. The ``*_parallel`` variants split the rows into
+the scratch's precision (float32 scratch: ~1e-7 relative error; float64: ~1e-16). Dense
+rows go in blocks of BLOCK: each row's margin with explicit SIMD vectors (simd.py, one
+row after the other), the block's residuals in one vectorised pass, then the gradient
+update from L1, eight rows per pass over ``grad``. ``fastmath`` is limited to
+reassociation and contraction (vectorised reductions, FMA); NaN and infinity semantics
+are kept. ``error_model="numpy"`` removes the ZeroDivisionError branches that stop
+vectorisation. The ``*_parallel`` variants split the rows into
 ``part.shape[0]`` contiguous chunks (use ``numba.get_num_threads()`` rows), each with
 its own gradient row of ``part``, reduced at the end in chunk order: the result
 depends on the number of chunks, never on thread scheduling.
@@ -25,7 +26,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._common import FASTMATH, chunk_bounds, prefetch_row, row_dot, sparse_dot, sum_parts_into, uidx, zero
+from ._common import (FASTMATH, add_rows4, add_rows8, chunk_bounds, dot_row, row_dot, sparse_dot, sum_parts_into,
+                      uidx, zero)
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
@@ -201,7 +203,7 @@ def _residual_block(zb, yb, nb):
     raise NotImplementedError  # only callable from @njit code
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _residual_block_f64(zb, yb, nb):
     loss = 0.0
     for u in range(nb):
@@ -211,7 +213,7 @@ def _residual_block_f64(zb, yb, nb):
     return loss
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _residual_block_f32(zb, yb, nb):
     loss = _f32(0.0)
     for u in range(nb):
@@ -225,77 +227,41 @@ def _residual_block_f32(zb, yb, nb):
     return float(loss)
 
 
-@overload(_residual_block, jit_options=dict(cache=True, nogil=True))
+@overload(_residual_block, jit_options=dict(cache=True, nogil=True), inline="always")
 def _residual_block_ov(zb, yb, nb):
     if isinstance(zb, types.Array) and zb.dtype == types.float32:
         return lambda zb, yb, nb: _residual_block_f32(zb, yb, nb)
     return lambda zb, yb, nb: _residual_block_f64(zb, yb, nb)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _dot4(x0, x1, x2, x3, w, d):
-    """Margins of four rows: the loads of w are shared and four sums are in flight."""
-    s0 = w[d]
-    s1 = s0
-    s2 = s0
-    s3 = s0
-    for j in range(d):
-        wj = w[j]
-        s0 += x0[j] * wj
-        s1 += x1[j] * wj
-        s2 += x2[j] * wj
-        s3 += x3[j] * wj
-    return s0, s1, s2, s3
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _add_rows4(grad, x0, x1, x2, x3, r0, r1, r2, r3, d):
-    """grad += r0·[x0, 1] + … + r3·[x3, 1]: one load and store of grad per four rows."""
-    for j in range(d):
-        grad[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
-    grad[d] += (r0 + r1) + (r2 + r3)
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _dense_range(X, y, rows, lo, hi, w, grad, scratch):
     """Add the gradient of rows[lo:hi] into ``grad``; return their summed loss.
 
-    Blocks of BLOCK rows: (1) the rows' dot products, four rows at a time, streaming X
-    from memory; (2) the vectorised loss/residual of the whole block; (3) the gradient
-    update, four rows at a time from L1, while the next block's rows are prefetched
-    (so memory keeps streaming during (2) and (3)).
+    Blocks of BLOCK rows: (1) each row's margin, one row after the other (the order the
+    hardware prefetcher follows best); (2) the vectorised loss/residual of the block;
+    (3) the gradient update from L1, eight rows per pass over ``grad``.
     """
     d = X.shape[1]
     zb = scratch[0]
     yb = scratch[1]
-    T = grad.dtype.type
     loss = 0.0
     for b0 in range(lo, hi, BLOCK):
         nb = min(BLOCK, hi - b0)
-        u = 0
-        while u + 4 <= nb:
-            i0, i1, i2, i3 = rows[b0 + u], rows[b0 + u + 1], rows[b0 + u + 2], rows[b0 + u + 3]
-            s0, s1, s2, s3 = _dot4(X[i0], X[i1], X[i2], X[i3], w, d)
-            zb[u], zb[u + 1], zb[u + 2], zb[u + 3] = s0, s1, s2, s3
-            yb[u], yb[u + 1], yb[u + 2], yb[u + 3] = y[i0], y[i1], y[i2], y[i3]
-            u += 4
-        while u < nb:
+        for u in range(nb):
             i = rows[b0 + u]
-            zb[u] = row_dot(X[i], w, d)
+            zb[u] = dot_row(X, i, w, d)
             yb[u] = y[i]
-            u += 1
         loss += _residual_block(zb, yb, nb)
-        nxt = b0 + BLOCK
         u = 0
+        while u + 8 <= nb:
+            add_rows8(grad, X, rows, b0, zb, u, d)
+            u += 8
         while u + 4 <= nb:
-            for q in range(u, u + 4):
-                if nxt + q < hi:
-                    prefetch_row(X[rows[nxt + q]])
-            _add_rows4(grad, X[rows[b0 + u]], X[rows[b0 + u + 1]], X[rows[b0 + u + 2]], X[rows[b0 + u + 3]],
-                       T(zb[u]), T(zb[u + 1]), T(zb[u + 2]), T(zb[u + 3]), d)
+            add_rows4(grad, X, rows, b0, zb, u, d)
             u += 4
         while u < nb:
-            _add_row(grad, X[rows[b0 + u]], T(zb[u]), d)
+            _add_row(grad, X[rows[b0 + u]], grad.dtype.type(zb[u]), d)
             u += 1
     return loss
 

@@ -8,28 +8,54 @@ Fused (X read once per call); ridge (L2) is added by the model to the mean gradi
 import numpy as np
 from numba import njit
 
-from ._common import FASTMATH, row_dot, sparse_dot, uidx, zero
+from ._common import FASTMATH, add_rows4, add_rows8, add_scaled, dot_row, row_dot, sparse_dot, uidx, zero
 
-__all__ = ["lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
+__all__ = ["new_scratch", "lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
            "lsq_sq_error_csr", "lsq_loss_grad_reference"]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def lsq_loss_grad_dense(X, y, rows, w, grad):
-    """Σ over ``rows`` of ½(z − y)² (returned, float64); summed gradient overwrites ``grad``."""
+_BLOCK = 16
+
+
+def new_scratch(dtype=np.float64) -> np.ndarray:
+    """Residual buffer for ``lsq_loss_grad_dense`` (own it and reuse it: no allocation)."""
+    return np.empty(_BLOCK, dtype)
+
+
+@njit(cache=True, nogil=True)
+def lsq_loss_grad_dense(X, y, rows, w, grad, scratch=None):
+    """Σ over ``rows`` of ½(z − y)² (returned, float64); summed gradient overwrites ``grad``.
+    ``scratch``: ``new_scratch(w.dtype)``; without one a small buffer is allocated."""
+    if scratch is None:
+        return _lsq_dense(X, y, rows, w, grad, np.empty(_BLOCK, grad.dtype))
+    return _lsq_dense(X, y, rows, w, grad, scratch)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def _lsq_dense(X, y, rows, w, grad, rb):
+    """Same pattern as the logistic kernel: blocks of rows, each row's margin with explicit
+    SIMD vectors, then the update from L1 eight rows per pass over ``grad``."""
     d = X.shape[1]
     zero(grad)
     loss = 0.0
-    for t in range(rows.shape[0]):
-        i = rows[t]
-        x = X[i]
-        z = row_dot(x, w, d)
-        r = float(z) - float(y[i])
-        loss += 0.5 * r * r
-        s = grad.dtype.type(r)
-        for j in range(d):
-            grad[j] += s * x[j]
-        grad[d] += s
+    m = rows.shape[0]
+    for b0 in range(0, m, _BLOCK):
+        nb = min(_BLOCK, m - b0)
+        for u in range(nb):
+            i = rows[b0 + u]
+            r = float(dot_row(X, i, w, d)) - float(y[i])
+            loss += 0.5 * r * r
+            rb[u] = r
+        u = 0
+        while u + 8 <= nb:
+            add_rows8(grad, X, rows, b0, rb, u, d)
+            u += 8
+        while u + 4 <= nb:
+            add_rows4(grad, X, rows, b0, rb, u, d)
+            u += 4
+        for u in range(u, nb):
+            add_scaled(grad[:d], X[rows[b0 + u]], rb[u])
+            grad[d] += rb[u]
     return loss
 
 
