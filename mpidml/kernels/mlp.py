@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from ._common import FASTMATH
+from .simd import lanes, vload, vload_tail, vstore, vstore_tail
 
 __all__ = [
     "mlp_param_count", "mlp_loss_grad_dense", "mlp_correct_dense",
@@ -88,21 +89,25 @@ def _forward_rest(params, sizes, act, nb, cap):
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _softmax_rows(Z, y, rows, lo):
-    """Logits → P − onehot(y) in place, row by row; return the summed cross-entropy."""
+    """Logits → P − onehot(y) in place, row by row; return the summed cross-entropy.
+    One exp per logit: the exponentials are kept in Z until they are normalised."""
     loss = 0.0
     K = Z.shape[1]
     for t in range(Z.shape[0]):
         m = Z[t, 0]
         for k in range(1, K):
             m = max(m, Z[t, k])
+        label = int(y[rows[lo + t]])
+        zl = float(Z[t, label])
         s = 0.0
         for k in range(K):
-            s += math.exp(float(Z[t, k] - m))
-        label = int(y[rows[lo + t]])
-        loss += float(m) + math.log(s) - float(Z[t, label])
+            e = math.exp(float(Z[t, k] - m))
+            Z[t, k] = e
+            s += e
+        loss += float(m) + math.log(s) - zl
         inv = 1.0 / s
         for k in range(K):
-            Z[t, k] = math.exp(float(Z[t, k] - m)) * inv
+            Z[t, k] *= inv
         Z[t, label] -= 1
     return loss
 
@@ -145,13 +150,17 @@ def _backward_rest(params, target, sizes, act, dbuf, nb, cap):
     return D
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gather(X, rows, lo, nb, xb):
+    """xb[t] = X[rows[lo + t]] for t < nb, in 64-byte vectors (simd.py)."""
     d = X.shape[1]
+    n = lanes(xb)
     for t in range(nb):
         i = rows[lo + t]
-        for j in range(d):
-            xb[t, j] = X[i, j]
+        for j in range(0, d - n + 1, n):
+            vstore(xb, (t, j), vload(X, (i, j)))
+        j = d - d % n
+        vstore_tail(xb, (t, j), d, vload_tail(X, (i, j), d))
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
