@@ -93,3 +93,61 @@ def test_dot_row_and_row_updates_match_numpy(dtype, d):
         grad = np.zeros(d + 1, dtype)
         _update(X, rows, r, grad, eight)
         np.testing.assert_allclose(grad, ref, **tol)
+
+
+def test_pow2_and_float32_transcendentals():
+    from mpidml.kernels.logreg import _exp_neg_f32, _log1p_unit_f32
+    from mpidml.kernels.simd import pow2_neg_f32
+
+    @njit
+    def run(k, a, e):
+        p = np.empty_like(k)
+        x = np.empty_like(a)
+        q = np.empty_like(e)
+        for i in range(k.shape[0]):
+            p[i] = pow2_neg_f32(k[i])
+        for i in range(a.shape[0]):
+            x[i] = _exp_neg_f32(a[i])
+        for i in range(e.shape[0]):
+            q[i] = _log1p_unit_f32(e[i])
+        return p, x, q
+
+    k = np.arange(127, dtype=np.float32)
+    a = np.linspace(0, 30, 100_001).astype(np.float32)
+    e = np.linspace(0, 1, 100_001).astype(np.float32)
+    p, x, q = run(k, a, e)
+    np.testing.assert_array_equal(p, np.ldexp(np.float32(1), -np.arange(127)).astype(np.float32))
+    ref_x = np.exp(-np.minimum(a.astype(np.float64), 24.0))
+    assert np.max(np.abs(x - ref_x) / ref_x) < 3e-7
+    ref_q = np.log1p(e.astype(np.float64))
+    assert q[0] == 0 and np.max(np.abs(q[1:] - ref_q[1:]) / ref_q[1:]) < 3e-7
+
+
+def test_consecutive_rows_fast_path_matches_numpy():
+    from mpidml.kernels._common import consecutive
+    from mpidml.kernels.logreg import logreg_loss_grad_dense, logreg_loss_grad_reference
+    from mpidml.kernels.lsq import lsq_loss_grad_dense, lsq_loss_grad_reference
+
+    @njit
+    def is_run(rows, lo, hi):
+        return consecutive(rows, lo, hi)
+
+    r = np.array([4, 5, 6, 8, 9], np.int64)
+    assert is_run(r, 0, 3) and is_run(r, 3, 5)
+    assert not is_run(r, 2, 4) and not is_run(r, 0, 0)
+    rng = np.random.default_rng(3)
+    for dtype in DTYPES:
+        tol = dict(rtol=2e-4, atol=2e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-9)
+        X = rng.standard_normal((300, 37)).astype(dtype)
+        y = (rng.random(300) < 0.5).astype(dtype)
+        w = rng.standard_normal(38).astype(dtype)
+        for rows in (np.arange(7, 290, dtype=np.int64), np.r_[np.arange(7, 150), np.arange(151, 290)]):
+            g = np.empty(38, dtype)
+            loss = logreg_loss_grad_dense(X, y, rows, w, g)
+            ref_loss, ref_g = logreg_loss_grad_reference(X[rows], y[rows], w)
+            np.testing.assert_allclose(loss, ref_loss, **tol)
+            np.testing.assert_allclose(g, ref_g, **tol)
+            loss = lsq_loss_grad_dense(X, y, rows, w, g)
+            ref_loss, ref_g = lsq_loss_grad_reference(X[rows], y[rows], w)
+            np.testing.assert_allclose(loss, ref_loss, **tol)
+            np.testing.assert_allclose(g, ref_g, **tol)

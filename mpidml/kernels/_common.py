@@ -5,7 +5,7 @@ from numba import njit
 
 from .simd import lanes, vfma, vload, vload_tail, vsplat, vstore, vstore_tail, vsum, vzero
 
-__all__ = ["FASTMATH", "add_rows4", "add_rows8", "add_scaled", "chunk_bounds", "dot_row", "row_dot", "sparse_dot",
+__all__ = ["FASTMATH", "add_rows4", "add_rows8", "add_scaled", "chunk_bounds", "consecutive", "dot_row", "row_dot", "sparse_dot",
            "sum_parts_into", "touched_columns", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
@@ -24,6 +24,18 @@ def chunk_bounds(m, nchunks, c):
     lo = c * q + min(c, r)
     hi = lo + q + (np.int64(1) if c < r else np.int64(0))
     return lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def consecutive(rows, lo, hi):
+    """Whether rows[lo:hi] (non-empty) are consecutive row numbers r, r + 1, …"""
+    if hi <= lo:
+        return False
+    r0 = rows[lo] - lo
+    for t in range(lo + 1, hi):
+        if rows[t] != r0 + t:
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -26,8 +26,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._common import (FASTMATH, add_rows4, add_rows8, chunk_bounds, dot_row, row_dot, sparse_dot, sum_parts_into,
-                      uidx, zero)
+from ._common import (FASTMATH, add_rows4, add_rows8, chunk_bounds, consecutive, dot_row, row_dot, sparse_dot,
+                      sum_parts_into, uidx, zero)
+from .simd import pow2_neg_f32
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
@@ -125,57 +126,42 @@ def _loss_and_residual(z, yi):
     return 0.5 * (z + a) + _log1p_unit(e) - yi * z, prob - yi
 
 
-# Single-precision versions for float32 data: 8 lanes per AVX2 vector instead of 4 and
-# shorter polynomials (degree-7 exp: truncation < 6e-9; log1p series to s^15: < 2e-8,
-# both below float32 resolution). The clamp 24 keeps 2^−k to four binary digits;
+# Single-precision versions for float32 data: 16 lanes per 64-byte vector and short,
+# shallow polynomials. A block's residuals are one or two vectors, so their latency (not
+# their instruction count) is what costs: polynomials are evaluated in Estrin's scheme
+# (a few levels of independent multiply-adds instead of one long Horner chain), and 2^−k
+# is written straight into the exponent field. exp(−r): degree-7 Taylor, truncation
+# < 6e-9. log1p(e) on [0, 1]: e·q(e) with q a degree-8 Chebyshev fit of log1p(e)/e
+# (relative error ≤ 2.3e-7 in float32, no division). The clamp 24 keeps k ≤ 35;
 # exp(−24) = 4e-11 is below float32 resolution next to 1.
 _f32 = np.float32
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
 def _exp_neg_f32(a):
-    """exp(−a) for float32 a ≥ 0 (clamped at 24), relative error ~1e-7, branch-free."""
+    """exp(−a) for float32 a ≥ 0 (clamped at 24), relative error ~2e-7, branch-free."""
     a = min(a, _f32(24.0))
     kf = np.floor(a * _f32(_INV_LN2) + _f32(0.5))
     r = (kf * _f32(0.693145751953125) - a) + kf * _f32(1.428606765330187e-06)  # ln2 split for float32
-    p = _f32(1.0 / 5040.0)
-    p = p * r + _f32(1.0 / 720.0)
-    p = p * r + _f32(1.0 / 120.0)
-    p = p * r + _f32(1.0 / 24.0)
-    p = p * r + _f32(1.0 / 6.0)
-    p = p * r + _f32(0.5)
-    p = p * r + _f32(1.0)
-    p = p * r + _f32(1.0)
-    c = kf >= _f32(16.0)
-    p *= _f32(1.52587890625e-05) if c else _f32(1.0)
-    kf -= _f32(16.0) if c else _f32(0.0)
-    c = kf >= _f32(8.0)
-    p *= _f32(0.00390625) if c else _f32(1.0)
-    kf -= _f32(8.0) if c else _f32(0.0)
-    c = kf >= _f32(4.0)
-    p *= _f32(0.0625) if c else _f32(1.0)
-    kf -= _f32(4.0) if c else _f32(0.0)
-    c = kf >= _f32(2.0)
-    p *= _f32(0.25) if c else _f32(1.0)
-    kf -= _f32(2.0) if c else _f32(0.0)
-    p *= _f32(0.5) if kf >= _f32(1.0) else _f32(1.0)
-    return p
+    r2 = r * r
+    p01 = _f32(1.0) + r
+    p23 = _f32(0.5) + r * _f32(1.0 / 6.0)
+    p45 = _f32(1.0 / 24.0) + r * _f32(1.0 / 120.0)
+    p67 = _f32(1.0 / 720.0) + r * _f32(1.0 / 5040.0)
+    p = (p01 + r2 * p23) + (r2 * r2) * (p45 + r2 * p67)
+    return p * pow2_neg_f32(kf)
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
 def _log1p_unit_f32(e):
-    """log(1 + e) for float32 0 ≤ e ≤ 1, relative error ~1e-7."""
-    s = e / (_f32(2.0) + e)
-    s2 = s * s
-    q = _f32(1.0 / 15.0)
-    q = q * s2 + _f32(1.0 / 13.0)
-    q = q * s2 + _f32(1.0 / 11.0)
-    q = q * s2 + _f32(1.0 / 9.0)
-    q = q * s2 + _f32(1.0 / 7.0)
-    q = q * s2 + _f32(1.0 / 5.0)
-    q = q * s2 + _f32(1.0 / 3.0)
-    q = q * s2 + _f32(1.0)
-    return _f32(2.0) * s * q
+    """log(1 + e) for float32 0 ≤ e ≤ 1, relative error ≤ 2.3e-7."""
+    e2 = e * e
+    e4 = e2 * e2
+    q01 = _f32(1.0) + e * _f32(-0.49999502301216125)
+    q23 = _f32(0.33319270610809326) + e * _f32(-0.24844369292259216)
+    q45 = _f32(0.19111430644989014) + e * _f32(-0.13674770295619965)
+    q67 = _f32(0.07836166769266129) + e * _f32(-0.02958850748836994)
+    return e * ((q01 + e2 * q23) + e4 * ((q45 + e2 * q67) + e4 * _f32(0.005253457929939032)))
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -238,20 +224,30 @@ def _residual_block_ov(zb, yb, nb):
 def _dense_range(X, y, rows, lo, hi, w, grad, scratch):
     """Add the gradient of rows[lo:hi] into ``grad``; return their summed loss.
 
-    Blocks of BLOCK rows: (1) each row's margin, one row after the other (the order the
-    hardware prefetcher follows best); (2) the vectorised loss/residual of the block;
-    (3) the gradient update from L1, eight rows per pass over ``grad``.
+    Blocks of BLOCK rows: (1) the rows' margins (``dot_row``), one row after the other,
+    the order the hardware prefetcher follows best; when rows[lo:hi] are consecutive (a
+    whole shard, an unshuffled batch) row numbers are counted, not loaded, which streams
+    ~10 % faster; (2) the vectorised loss/residual of the block; (3) the gradient
+    update from L1, eight rows per pass over ``grad``.
     """
     d = X.shape[1]
     zb = scratch[0]
     yb = scratch[1]
+    run = consecutive(rows, lo, hi)
+    first = rows[lo] - lo if run else 0
     loss = 0.0
     for b0 in range(lo, hi, BLOCK):
         nb = min(BLOCK, hi - b0)
-        for u in range(nb):
-            i = rows[b0 + u]
-            zb[u] = dot_row(X, i, w, d)
-            yb[u] = y[i]
+        if run:  # written out here: as an inlined helper this loop measured ~15 % slower
+            for u in range(nb):
+                i = first + b0 + u
+                zb[u] = dot_row(X, i, w, d)
+                yb[u] = y[i]
+        else:
+            for u in range(nb):
+                i = rows[b0 + u]
+                zb[u] = dot_row(X, i, w, d)
+                yb[u] = y[i]
         loss += _residual_block(zb, yb, nb)
         u = 0
         while u + 8 <= nb:
