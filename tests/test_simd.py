@@ -123,7 +123,7 @@ def test_pow2_and_float32_transcendentals():
     assert q[0] == 0 and np.max(np.abs(q[1:] - ref_q[1:]) / ref_q[1:]) < 3e-7
 
 
-def test_consecutive_rows_fast_path_matches_numpy():
+def test_dense_paths_match_numpy():
     from mpidml.kernels._common import consecutive
     from mpidml.kernels.logreg import logreg_loss_grad_dense, logreg_loss_grad_reference
     from mpidml.kernels.lsq import lsq_loss_grad_dense, lsq_loss_grad_reference
@@ -136,13 +136,15 @@ def test_consecutive_rows_fast_path_matches_numpy():
     assert is_run(r, 0, 3) and is_run(r, 3, 5)
     assert not is_run(r, 2, 4) and not is_run(r, 0, 0)
     rng = np.random.default_rng(3)
-    for dtype in DTYPES:
+    # d = 37 and 100: the register path (w and the gradient held in up to 8 vectors) for
+    # float32; d = 100 is the general path for float64 (8 lanes), 150 and 257 for both
+    for dtype, d in [(t, d) for t in DTYPES for d in (37, 100, 150, 257)]:
         tol = dict(rtol=2e-4, atol=2e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-9)
-        X = rng.standard_normal((300, 37)).astype(dtype)
+        X = rng.standard_normal((300, d)).astype(dtype)
         y = (rng.random(300) < 0.5).astype(dtype)
-        w = rng.standard_normal(38).astype(dtype)
+        w = (rng.standard_normal(d + 1) * 0.3).astype(dtype)
         for rows in (np.arange(7, 290, dtype=np.int64), np.r_[np.arange(7, 150), np.arange(151, 290)]):
-            g = np.empty(38, dtype)
+            g = np.empty(d + 1, dtype)
             loss = logreg_loss_grad_dense(X, y, rows, w, g)
             ref_loss, ref_g = logreg_loss_grad_reference(X[rows], y[rows], w)
             np.testing.assert_allclose(loss, ref_loss, **tol)
