@@ -8,70 +8,22 @@ Fused (X read once per call); ridge (L2) is added by the model to the mean gradi
 import numpy as np
 from numba import njit
 
-from ._common import (FASTMATH, add_rows4, add_rows8, add_scaled, consecutive, dot_row, row_dot, sparse_dot,
-                      uidx, zero)
+from ._common import FASTMATH, row_dot, sparse_dot, uidx, zero
+from .logreg import BLOCK, dense_glm_range, new_scratch
 
 __all__ = ["new_scratch", "lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
            "lsq_sq_error_csr", "lsq_loss_grad_reference"]
 
 
-_BLOCK = 16
-
-
-def new_scratch(dtype=np.float64) -> np.ndarray:
-    """Margin/label buffer for ``lsq_loss_grad_dense`` (own it and reuse it: no allocation)."""
-    return np.empty((2, _BLOCK), dtype)
-
-
 @njit(cache=True, nogil=True)
 def lsq_loss_grad_dense(X, y, rows, w, grad, scratch=None):
     """Σ over ``rows`` of ½(z − y)² (returned, float64); summed gradient overwrites ``grad``.
-    ``scratch``: ``new_scratch(w.dtype)``; without one a small buffer is allocated."""
-    if scratch is None:
-        return _lsq_dense(X, y, rows, w, grad, np.empty((2, _BLOCK), grad.dtype))
-    return _lsq_dense(X, y, rows, w, grad, scratch)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def _lsq_dense(X, y, rows, w, grad, scratch):
-    """Same pattern as the logistic kernel: blocks of rows, the rows' margins with explicit
-    SIMD vectors (``dot_row``; consecutive rows counted, not loaded), then the update from L1, eight rows per pass over
-    ``grad``."""
-    d = X.shape[1]
+    ``scratch``: ``new_scratch(w.dtype)``; without one a small buffer is allocated. The
+    row loop is the logistic kernel's (``dense_glm_range``, least-squares residuals)."""
     zero(grad)
-    loss = 0.0
-    rb = scratch[0]
-    yb = scratch[1]
-    m = rows.shape[0]
-    run = consecutive(rows, 0, m)
-    first = rows[0] if run else 0
-    for b0 in range(0, m, _BLOCK):
-        nb = min(_BLOCK, m - b0)
-        if run:  # written out here: as an inlined helper this loop measured ~15 % slower
-            for u in range(nb):
-                i = first + b0 + u
-                rb[u] = dot_row(X, i, w, d)
-                yb[u] = y[i]
-        else:
-            for u in range(nb):
-                i = rows[b0 + u]
-                rb[u] = dot_row(X, i, w, d)
-                yb[u] = y[i]
-        for u in range(nb):
-            r = float(rb[u]) - float(yb[u])
-            loss += 0.5 * r * r
-            rb[u] = r
-        u = 0
-        while u + 8 <= nb:
-            add_rows8(grad, X, rows, b0, rb, u, d)
-            u += 8
-        while u + 4 <= nb:
-            add_rows4(grad, X, rows, b0, rb, u, d)
-            u += 4
-        for u in range(u, nb):
-            add_scaled(grad[:d], X[rows[b0 + u]], rb[u])
-            grad[d] += rb[u]
-    return loss
+    if scratch is None:
+        return dense_glm_range(X, y, rows, 0, rows.shape[0], w, grad, np.empty((2, BLOCK), grad.dtype), False)
+    return dense_glm_range(X, y, rows, 0, rows.shape[0], w, grad, scratch, False)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
