@@ -431,6 +431,8 @@ def _warm_up_kernels(comm, model, X, y, log, hogwild: bool = False) -> float:
         params = model.init_params()
         grad = np.empty_like(params)
         model.loss_grad_sum(X, y, rows, params, grad)
+        if hasattr(model, "warm_up_parallel"):
+            model.warm_up_parallel(X, y, rows, params, grad)
         model.metric_sum(X, y, rows, params)
         if hasattr(X, "indptr"):   # the parameter server's sparse pull (algos/ps.py)
             from .kernels._common import touched_columns
@@ -546,17 +548,18 @@ def train(cfg: TrainConfig, comm) -> dict:
     else:
         source = InMemoryRows(shard.X, shard.y)
     n_classes = _count_classes(comm, shard, test) if label_mode == "classes" else 2
+    from .runtime.threads import limit_threads, parse_threads
+    threads, threads_applied = limit_threads(comm, parse_threads(cfg.threads))
     if cfg.algo == "feature_parallel":
         from .algos.feature_parallel import BlockLogReg
         d = shard.dataset.d
         model = BlockLogReg(comm, d, shard.columns, dtype, cfg.l2)
-    else:
-        model = make_model(cfg.model, d, n_classes, dtype, cfg.l2, cfg.hidden_sizes())
+    else:   # with several threads per rank, logreg takes its prange kernels for large calls
+        model = make_model(cfg.model, d, n_classes, dtype, cfg.l2, cfg.hidden_sizes(),
+                           parallel=threads_applied["numba"] > 1)
     if cfg.hogwild_threads:
         from .algos.hogwild import check_hogwild
         fail_together(comm, "checking --hogwild-threads", check_hogwild, cfg, shard)
-    from .runtime.threads import limit_threads, parse_threads
-    threads, threads_applied = limit_threads(comm, parse_threads(cfg.threads))
     t_compile = _warm_up_kernels(comm, model, shard.X, shard.y, log.always, hogwild=bool(cfg.hogwild_threads))
 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))

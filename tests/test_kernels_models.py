@@ -260,3 +260,22 @@ def test_mlp_init_is_random_and_layers_are_views():
     v["W1"][0, 0] = 123.0
     assert 123.0 in p
     assert not np.array_equal(p, m.init_params(seed=2))
+
+
+def test_logreg_model_takes_prange_kernels_for_large_calls_only():
+    from mpidml.models import LogReg
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((3000, 20)).astype(np.float32)
+    y = (rng.random(3000) < 0.5).astype(np.float32)
+    ser, par = LogReg(20), LogReg(20, parallel=True)
+    w = (rng.standard_normal(21) * 0.3).astype(np.float32)
+    g_ser, g_par = np.empty(21, np.float32), np.empty(21, np.float32)
+    small = np.arange(100, dtype=np.int64)
+    ser.loss_grad_sum(X, y, small, w, g_ser)
+    par.loss_grad_sum(X, y, small, w, g_par)
+    np.testing.assert_array_equal(g_ser, g_par)          # below PARALLEL_MIN_ROWS: the same serial kernel
+    big = rng.permutation(3000)[:2500].astype(np.int64)
+    l_ser = ser.loss_grad_sum(X, y, big, w, g_ser)
+    l_par = par.loss_grad_sum(X, y, big, w, g_par)
+    np.testing.assert_allclose(l_par, l_ser, rtol=1e-5)
+    np.testing.assert_allclose(g_par, g_ser, rtol=1e-4, atol=1e-3)
