@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from mpidml.kernels._common import add_rows4, add_rows8, dot_row
+from mpidml.kernels._common import add_rows8, dot_row
 from mpidml.kernels.simd import lanes, vadd, vfma, vload, vload_tail, vsplat, vstore, vstore_tail, vsum, vzero
 
 DTYPES = [np.float32, np.float64]
@@ -37,14 +37,10 @@ def _dots(X, rows, w, z):
 
 
 @njit(cache=True)
-def _update(X, rows, r, grad, eight):
+def _update(X, rows, r, grad):
     d = X.shape[1]
-    if eight:
-        for u in range(0, rows.shape[0] - 7, 8):
-            add_rows8(grad, X, rows, 0, r, u, d)
-    else:
-        for u in range(0, rows.shape[0] - 3, 4):
-            add_rows4(grad, X, rows, 0, r, u, d)
+    for u in range(0, rows.shape[0] - 7, 8):
+        add_rows8(grad, X, rows, 0, r, u, d)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -89,10 +85,9 @@ def test_dot_row_and_row_updates_match_numpy(dtype, d):
     np.testing.assert_allclose(z, Xr @ w[:d] + w[d], **tol)
     r = rng.standard_normal(16).astype(dtype)
     ref = np.concatenate([Xr.T @ r, [r.sum()]])
-    for eight in (False, True):
-        grad = np.zeros(d + 1, dtype)
-        _update(X, rows, r, grad, eight)
-        np.testing.assert_allclose(grad, ref, **tol)
+    grad = np.zeros(d + 1, dtype)
+    _update(X, rows, r, grad)
+    np.testing.assert_allclose(grad, ref, **tol)
 
 
 def test_pow2_and_float32_transcendentals():

@@ -5,7 +5,7 @@ from numba import njit
 
 from .simd import lanes, vfma, vload, vload_tail, vsplat, vstore, vstore_tail, vsum, vzero
 
-__all__ = ["FASTMATH", "add_rows4", "add_rows8", "add_scaled", "chunk_bounds", "consecutive", "dot_row", "row_dot", "sparse_dot",
+__all__ = ["FASTMATH", "add_rows8", "add_scaled", "chunk_bounds", "consecutive", "dot_row", "row_dot", "sparse_dot",
            "sum_parts_into", "touched_columns", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
@@ -129,33 +129,8 @@ def dot_row(X, i, w, d):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def add_rows4(grad, X, rows, o, r, u, d):
-    """grad += Σ_{q<4} r[u+q]·[X[rows[o+u+q]], 1]: one load and store of grad per four rows."""
-    n = lanes(grad)
-    T = grad.dtype.type
-    i0, i1, i2, i3 = rows[o + u], rows[o + u + 1], rows[o + u + 2], rows[o + u + 3]
-    r0, r1, r2, r3 = T(r[u]), T(r[u + 1]), T(r[u + 2]), T(r[u + 3])
-    v0, v1, v2, v3 = vsplat(grad, r0), vsplat(grad, r1), vsplat(grad, r2), vsplat(grad, r3)
-    for j in range(0, d - n + 1, n):
-        g = vload(grad, j)
-        g = vfma(vload(X, (i0, j)), v0, g)
-        g = vfma(vload(X, (i1, j)), v1, g)
-        g = vfma(vload(X, (i2, j)), v2, g)
-        g = vfma(vload(X, (i3, j)), v3, g)
-        vstore(grad, j, g)
-    j = d - d % n
-    g = vload_tail(grad, j, d)
-    g = vfma(vload_tail(X, (i0, j), d), v0, g)
-    g = vfma(vload_tail(X, (i1, j), d), v1, g)
-    g = vfma(vload_tail(X, (i2, j), d), v2, g)
-    g = vfma(vload_tail(X, (i3, j), d), v3, g)
-    vstore_tail(grad, j, d, g)
-    grad[d] += (r0 + r1) + (r2 + r3)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def add_rows8(grad, X, rows, o, r, u, d):
-    """``add_rows4`` for eight rows (rows[o+u : o+u+8])."""
+    """grad += Σ_{q<8} r[u+q]·[X[rows[o+u+q]], 1]: one load and store of grad per eight rows."""
     n = lanes(grad)
     T = grad.dtype.type
     i0, i1, i2, i3 = rows[o + u], rows[o + u + 1], rows[o + u + 2], rows[o + u + 3]

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._common import (FASTMATH, add_rows4, add_rows8, chunk_bounds, consecutive, dot_row, row_dot, sparse_dot,
+from ._common import (FASTMATH, add_rows8, chunk_bounds, consecutive, dot_row, row_dot, sparse_dot,
                       sum_parts_into, uidx, zero)
 from .simd import lanes, pow2_neg_f32, vadd, vfma, vload_tail, vsplat, vstore_tail, vsum, vzero
 
@@ -350,9 +350,6 @@ def dense_glm_range(X, y, rows, lo, hi, w, grad, scratch, logistic=True):
         while u + 8 <= nb:
             add_rows8(grad, X, rows, b0, zb, u, d)
             u += 8
-        while u + 4 <= nb:
-            add_rows4(grad, X, rows, b0, zb, u, d)
-            u += 4
         while u < nb:
             _add_row(grad, X[rows[b0 + u]], grad.dtype.type(zb[u]), d)
             u += 1
