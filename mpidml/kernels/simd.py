@@ -18,8 +18,9 @@ target numba supports and caches with ``cache=True``.
     a = vfma(vload_tail(x, j, d), vload_tail(w, j, d), a)
     s = vsum(a)
 
-Arrays are 1-D (index ``j``) or 2-D (index ``(row, j)``, no row view needed), with unit
-stride along the last axis (C-contiguous rows); indices are not bounds-checked, exactly like numba's own indexing without ``boundscheck``.
+Arrays are 1-D (index ``j``) or 2-D (index ``(row, j)``, no row view needed) and must be
+C-contiguous (checked when the kernel is typed); indices are not bounds-checked, exactly like
+numba's own indexing without ``boundscheck``.
 """
 
 from llvmlite import ir
@@ -53,8 +54,12 @@ _I32 = ir.IntType(32)
 
 def _indexable(arr, idx):
     """``arr[idx]`` names a run of elements: a 1-D float array and an integer, or a 2-D one
-    and a pair of integers (row, column). The last axis must have unit stride."""
+    and a pair of integers (row, column). The array must be C-contiguous (a 1-D one may
+    also be 'F'): its elements along the last axis are then adjacent. An array whose
+    layout numba does not know ('A') does not type, rather than being read wrongly."""
     if not (isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)):
+        return False
+    if not (arr.layout == "C" or (arr.ndim == 1 and arr.layout == "F")):
         return False
     if arr.ndim == 1:
         return isinstance(idx, types.Integer)
