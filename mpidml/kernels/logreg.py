@@ -3,7 +3,9 @@
 Parameters are one flat vector ``w`` of length ``d + 1``: weights ``w[:d]`` and the
 bias ``w[d]``. Labels ``y`` are 0/1 (any numeric dtype). Kernels work on the rows
 ``rows`` of ``X`` (an index array: a shuffled minibatch is a slice of a permutation,
-so no rows are copied) and read each row once (fused forward + backward).
+so no rows are copied) and read each row once (fused forward + backward). The dense
+kernels take a C-contiguous ``X`` of the same dtype as ``w`` and ``grad`` (their SIMD
+vectors do not type otherwise); the models and the CLIs guarantee both.
 
 Loss of one row: softplus(z) − y·z with z = x·w[:d] + w[d], computed stably.
 Regularisation is not applied here: it is added once to the global mean gradient.
