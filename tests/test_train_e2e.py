@@ -201,16 +201,29 @@ def test_kill_9_of_one_rank_ends_the_job(dataset, tmp_path):
            "--epochs", "100000", "--cache-dir", marker, "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=test_env(), start_new_session=True)
+    def job_ranks():
+        out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split() if int(p) != proc.pid]
+
     try:
         ranks = []
         deadline = time.monotonic() + 60
         while len(ranks) < 3 and time.monotonic() < deadline:
-            out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True)
-            ranks = [int(p) for p in out.stdout.split() if int(p) != proc.pid]
+            ranks = job_ranks()
             time.sleep(0.2)
         assert len(ranks) >= 3, "ranks did not start"
         time.sleep(3)                      # mid-training
-        os.kill(ranks[-1], signal.SIGKILL)
+        for _ in range(5):   # a PID seen while the launcher forked may be gone: look again
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                pytest.fail(f"the job ended (exit {proc.returncode}) before a rank was killed:\n{err[-3000:]}")
+            try:
+                os.kill(job_ranks()[-1], signal.SIGKILL)
+                break
+            except (ProcessLookupError, IndexError):
+                time.sleep(0.2)
+        else:
+            pytest.fail("no rank of the running job could be killed")
         t0 = time.monotonic()
         proc.communicate(timeout=30)
         assert proc.returncode != 0 and time.monotonic() - t0 < 30
