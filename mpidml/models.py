@@ -28,7 +28,6 @@ from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_lo
                              logreg_loss_grad_dense_parallel, new_scratch)
 from .kernels.hogwild import logreg_hogwild_csr
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
-from .kernels.lsq import new_scratch as lsq_scratch
 from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
                           mlp_param_count)
 from .kernels.softmax import softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr
@@ -227,7 +226,7 @@ class LeastSquares(Model):
         self.d = int(d)
         self.nparams = self.d + 1
         self._weight_slices = [slice(0, self.d)]
-        self._scratch = lsq_scratch(self.dtype)
+        self._scratch = new_scratch(self.dtype)   # the dense row loop is logreg's (kernels/lsq.py)
 
     def views(self, params):
         return {"weight": params[: self.d], "bias": params[self.d:]}
