@@ -66,8 +66,8 @@ def _matmul(X, W):
 
 
 def _margins(X, w: np.ndarray) -> np.ndarray:
-    """X @ w row by row with the training kernels' dot product: a row's value does not
-    depend on how the rows are split between ranks (BLAS gemv's does, by alignment)."""
+    """X @ w row by row with a kernel loop: a row's value does not depend on how the rows
+    are split between ranks (BLAS gemv's does, by alignment)."""
     from .kernels.logreg import logreg_partial_margins_csr, logreg_partial_margins_dense
 
     rows = np.arange(X.shape[0], dtype=np.int64)

@@ -5,7 +5,7 @@ from numba import njit
 
 from .simd import lanes, vfma, vload, vload_tail, vsplat, vstore, vstore_tail, vsum, vzero
 
-__all__ = ["FASTMATH", "add_rows8", "add_scaled", "chunk_bounds", "consecutive", "dot_row", "row_dot", "sparse_dot",
+__all__ = ["FASTMATH", "add_rows8", "add_scaled", "chunk_bounds", "consecutive", "dot_row", "sparse_dot",
            "sum_parts_into", "touched_columns", "uidx", "zero"]
 
 # Reassociation and contraction only: lets LLVM vectorise reductions and use FMA,
@@ -75,15 +75,6 @@ def sum_parts_into(part, out):
     for c in range(part.shape[0]):
         for j in range(out.shape[0]):
             out[j] += part[c, j]
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def row_dot(x, w, d):
-    """Margin of a dense row: w[d] + Σ_j x[j]·w[j] (the bias is the last parameter)."""
-    z = w[d]
-    for j in range(d):
-        z += x[j] * w[j]
-    return z
 
 
 @njit(cache=True, nogil=True, inline="always")

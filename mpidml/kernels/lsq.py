@@ -8,7 +8,7 @@ Fused (X read once per call); ridge (L2) is added by the model to the mean gradi
 import numpy as np
 from numba import njit
 
-from ._common import FASTMATH, row_dot, sparse_dot, uidx, zero
+from ._common import FASTMATH, dot_row, sparse_dot, uidx, zero
 from .logreg import BLOCK, dense_glm_range, new_scratch
 
 __all__ = ["new_scratch", "lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
@@ -33,7 +33,7 @@ def lsq_sq_error_dense(X, y, rows, w):
     sse = 0.0
     for t in range(rows.shape[0]):
         i = rows[t]
-        z = row_dot(X[i], w, d)
+        z = dot_row(X, i, w, d)
         r = float(z) - float(y[i])
         sse += r * r
     return sse
