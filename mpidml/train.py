@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every --tau steps (plain SGD local steps); feature_parallel: model parallelism for logreg, each rank holds a "
                         "column block of X and of the weights (1/p of the weights per rank); "
                         "ps: parameter server (--servers, --staleness, --dc-lambda). "
-                        "See the README's guide to choosing")
+                        "See the guide to choosing in docs/algorithms.md")
     g.add_argument("--tau", type=int, default=d.tau,
                    help="local_sgd/easgd/admm: local steps between model averages / centre meetings / "
                         "z-updates")

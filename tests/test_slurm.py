@@ -79,7 +79,7 @@ def test_train_sbatch_4_tasks(slurm, data, tmp_path, launcher):
                   "--epochs", "5", "--batch-size", "256", "--metrics", "m.jsonl", "-q"],
                  tmp_path, env={"MPIDML_LAUNCHER": launcher})
     states = wait(job)
-    out = (tmp_path / f"mpidml-train-{job}.out").read_text()   # where the README says
+    out = (tmp_path / f"mpidml-train-{job}.out").read_text()   # where docs/slurm.md says
     assert states == ["COMPLETED"], out
     assert f"launcher {launcher}" in out and "4 rank(s)" in out and "replicas identical: yes" in out
     summary = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()][-1]

@@ -43,7 +43,7 @@ others waiting in the signature exchange, which the stall watchdog
 (``runtime/watchdog.py``, on by default in training) reports and aborts. A checked
 call on a background thread (``nonblocking.iallreduce``) reports the thread's frame as
 its location. Cost when disabled: one module-attribute test per entry point (~30 ns);
-when enabled: one small pickled allgather per call (README, "Reliability").
+when enabled: one small pickled allgather per call (docs/reliability.md).
 """
 
 from __future__ import annotations

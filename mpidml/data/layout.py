@@ -1,4 +1,4 @@
-"""The HDF5 schema (see README, "Data layout"): containers, header validation, shard sets.
+"""The HDF5 schema (see docs/data.md, "Data layout"): containers, header validation, shard sets.
 
 Schema of one file:
 

@@ -1,4 +1,4 @@
-"""Synthetic data sets written as HDF5 in the mpidml schema (see README, "Data layout").
+"""Synthetic data sets written as HDF5 in the mpidml schema (see docs/data.md, "Data layout").
 
 ``make_binary_dense``: a learnable, non-separable binary classification set. A fixed
 random teacher (w*, b*) labels Gaussian features with y ~ Bernoulli(σ(x·w* + b*)),
