@@ -87,3 +87,51 @@ def test_convergence_table_picks_each_variants_best_lr(tmp_path):
     flags = task_flags("mlp", epochs=3, lr=0.2)
     assert flags[flags.index("--epochs") + 1] == "3" and flags[-2:] == ["--lr", "0.2"]
     assert task_flags("convex")[-2:] == ["--lr", "4"]
+
+
+def test_regenerate_script_dry_run_matches_the_manifest():
+    """bench/regenerate.sh --dry-run prints one locked command per raw-file benchmark; every
+    one runs an existing bench script and is the command bench/results/MANIFEST.md records;
+    an unknown benchmark is refused."""
+    import os
+    import shlex
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "bench", "regenerate.sh")
+    res = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PYTHON": "python"})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    manifest = open(os.path.join(root, "bench", "results", "MANIFEST.md"), encoding="utf-8").read()
+    benches = []
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:4] == ["flock", "-x", "/tmp/cpu.lock", "python"], line
+        path = os.path.join(root, argv[4])
+        assert os.path.isfile(path), line
+        assert f"`{shlex.join(argv[3:])}`" in manifest, f"{line!r} is not the command in MANIFEST.md"
+        benches.append(os.path.basename(path)[:-3])
+    assert benches == ["threads", "straggler", "feature_parallel", "async_ps", "convergence"]
+    bad = subprocess.run(["bash", script, "--dry-run", "nosuch"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "unknown benchmark 'nosuch'" in bad.stderr
+    one = subprocess.run(["bash", script, "-n", "straggler"], capture_output=True, text=True, timeout=30)
+    assert one.returncode == 0 and len(one.stdout.splitlines()) == 1 and "straggler.py" in one.stdout
+
+
+def test_no_raw_benchmark_output_is_tracked():
+    """Raw per-run JSONL under bench/results/ stays out of git (.gitignore); tables stay in."""
+    import os
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if shutil.which("git") is None or not os.path.exists(os.path.join(root, ".git")):
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "-C", root, "ls-files", "bench/results"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+    assert tracked and not [f for f in tracked if f.endswith(".jsonl")]
+    assert "bench/results/convergence/table.md" in tracked and "bench/results/MANIFEST.md" in tracked
+    ignored = subprocess.run(["git", "-C", root, "check-ignore", "-q", "bench/results/convergence/x-p4.jsonl"],
+                             timeout=30)
+    assert ignored.returncode == 0
