@@ -32,18 +32,46 @@ from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr,
                           mlp_param_count)
 from .kernels.softmax import softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr
 
-__all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model"]
+__all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model", "warm_up"]
 
 
 class Model:
-    """Common interface. Subclasses set ``label_mode``, ``metric_name``, ``nparams``,
-    ``_weight_slices`` (the L2-regularised parts of the flat vector) and the kernels.
+    """The model protocol every mpidml algorithm trains (public: ``mpidml.Model``).
 
-    Objective over n rows: f(θ) = (1/n) Σ_i loss_i(θ) + (l2/2)·Σ‖W‖² (biases are not
-    regularised). ``loss_grad_sum`` returns the SUM of the data loss over ``rows`` and
-    overwrites ``grad`` with the summed data gradient; the training loop divides by
-    the global row count and then calls ``add_regularizer_grad`` once.
+    A model is a loss over rows and ONE flat parameter vector. Subclass this (or write
+    a class with the same members) and pass it to ``mpidml.fit(model=...)`` or
+    ``--model package.module:ClassName``; nothing in the package needs editing.
+
+    Required:
+        label_mode: ``"binary"`` (labels 0/1; -1/+1 mapped), ``"classes"`` (0..K-1) or
+            ``"real"`` — how the loader reads and checks ``/y``.
+        metric_name: ``"accuracy"`` or ``"rmse"`` (or any name; see ``finish_metric``).
+        nparams: length of the flat parameter vector; ``dtype``: its numpy dtype.
+        init_params(seed) -> ndarray: the initial parameters, a pure function of the
+            seed (every rank must get the same bits).
+        loss_grad_sum(X, y, rows, params, grad) -> float: the SUM of the data loss over
+            ``rows`` (int64 indices into X, y), with the summed data gradient written
+            into ``grad`` (overwritten, not accumulated). ``X`` is a dense 2-D array or
+            a ``CSRMatrix``. The engine divides by the global row count.
+        metric_sum(X, y, rows, params) -> float: an additive statistic over ``rows``
+            (correct predictions; squared error), turned into the metric by
+            ``finish_metric(total, count)``.
+    Optional (this base class provides them):
+        regularizer(params) / add_regularizer_grad(params, grad): the L2 term
+            (l2/2)·Σ‖W‖² over ``_weight_slices`` (biases exempt);
+        build(d, n_classes, dtype, l2): a classmethod making the model for data with
+            ``d`` features (``--model package.module:ClassName`` calls it);
+        warm_up(X, y): compile the kernels before the clock starts (default: two rows
+            through loss_grad_sum and metric_sum);
+        predict_margin / predict (``mpidml.predict``).
+
+    Objective over n rows: f(θ) = (1/n) Σ_i loss_i(θ) + regularizer(θ).
     """
+
+    @classmethod
+    def build(cls, d: int, n_classes: int = 2, dtype=np.float32, l2: float = 1e-4):
+        """The model for ``d`` features (override when the constructor differs)."""
+        return cls(d, dtype=dtype, l2=l2)
 
     label_mode = "binary"      # load_shard(..., labels=label_mode)
     metric_name = "accuracy"   # or "rmse"
@@ -54,7 +82,7 @@ class Model:
         self.l2 = float(l2)
 
     nparams: int
-    _weight_slices: list
+    _weight_slices: list | tuple = ()   # the L2-regularised parts of the flat vector
 
     def init_params(self, seed: int = 0) -> np.ndarray:
         """Initial parameters, a pure function of ``seed`` (identical on every rank)."""
@@ -316,6 +344,29 @@ class MLP(Model):
 
 MODEL_CLASSES = {"logreg": LogReg, "softmax": Softmax, "lsq": LeastSquares, "mlp": MLP}
 MODELS = tuple(MODEL_CLASSES)
+
+
+def warm_up(model, X, y, hogwild: bool = False) -> None:
+    """Compile (or load from numba's cache) every kernel a run of ``model`` calls, on two
+    rows of ``X``. A model may define ``warm_up(X, y)`` itself (a collective model:
+    kernels alone, no communication); any ``mpidml.Model``-protocol model works."""
+    own = getattr(model, "warm_up", None)
+    if own is not None:
+        own(X, y)
+        return
+    rows = np.arange(min(2, X.shape[0]), dtype=np.int64)
+    if hogwild:
+        model.sgd_pass(X, y, rows, model.init_params(), 0.0)
+    params = model.init_params()
+    grad = np.empty_like(params)
+    model.loss_grad_sum(X, y, rows, params, grad)
+    parallel = getattr(model, "warm_up_parallel", None)
+    if parallel is not None:
+        parallel(X, y, rows, params, grad)
+    model.metric_sum(X, y, rows, params)
+    if isinstance(X, CSRMatrix):   # the parameter server's sparse pull (algos/ps.py)
+        from .kernels._common import touched_columns
+        touched_columns(X.indptr, X.indices, rows, np.zeros(X.shape[1], np.uint8), np.empty(X.shape[1], np.int64), 0)
 
 
 def make_model(name: str, d: int, n_classes: int = 2, dtype=np.float32, l2: float = 1e-4,

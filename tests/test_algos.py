@@ -151,7 +151,7 @@ def test_async_easgd_resume_and_straggler(data, tmp_path):
 @pytest.mark.parametrize("args,expect", [
     (["--algo", "gossip", "--compress", "topk"], "--compress works with --algo sync or choco"),
     (["--algo", "choco", "--compress", "fp16"], "--algo choco needs --compress topk or qsgd"),
-    (["--algo", "local_sgd", "--tau", "0"], "--tau and --control-every must be >= 1"),
+    (["--algo", "local_sgd", "--tau", "0"], "--tau must be >= 1"),
     (["--algo", "easgd", "--easgd-alpha", "1.5"], "--easgd-alpha must be in [0, 1)"),
 ])
 def test_bad_algorithm_flags(data, args, expect):

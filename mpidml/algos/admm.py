@@ -38,8 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels._common import add_scaled
-from .base import CONTROL_SIZE, Algorithm
+from dataclasses import dataclass
+
+from ..options import knob
+from . import register
+from .base import CONTROL_SIZE, Algorithm, fixed_rows
 
 __all__ = ["ADMM", "ADMM_MODELS"]
 
@@ -47,8 +50,27 @@ __all__ = ["ADMM", "ADMM_MODELS"]
 ADMM_MODELS = ("logreg", "softmax", "lsq")
 
 
+@dataclass
+class ADMMConfig:
+    admm_rho: float = knob(0.3, "admm: penalty rho of x_i = z, in units of the mean loss (local subproblem "
+                                "L_i(x) + rho/2 |x - z + u_i|^2, solved by --tau minibatch steps)")
+
+    def validate(self) -> None:
+        if not self.admm_rho > 0:
+            raise ValueError(f"--admm-rho must be > 0, got {self.admm_rho}")
+
+
+@register("admm", config=ADMMConfig)
 class ADMM(Algorithm):
-    name = "admm"
+    @classmethod
+    def check_config(cls, cfg):
+        if cfg.model not in ADMM_MODELS:
+            raise ValueError(f"--algo admm needs a convex --model ({', '.join(ADMM_MODELS)}), not {cfg.model}")
+        fixed_rows(cfg)
+
+    @classmethod
+    def optimizer_name(cls, cfg):
+        return "sgd"       # local proximal steps are plain SGD (see the module docstring)
     replicated = False
     consensus_kind = "the consensus z"
 
@@ -72,6 +94,8 @@ class ADMM(Algorithm):
             g *= g.dtype.type(1.0 / count)
         else:
             g[:] = 0                   # no rows: f_i = 0, only the proximal term pulls
+        from ..kernels._common import add_scaled
+
         np.subtract(self.params, self.z, out=self._prox)
         self._prox += self.u
         add_scaled(g, self._prox, g.dtype.type(self.rho))

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..runtime.errors import EXIT_NUMERIC, CollectiveError
 
-__all__ = ["Algorithm", "AlgoContext", "Control", "Outcome", "CONTROL_SIZE"]
+__all__ = ["Algorithm", "AlgoContext", "Control", "Outcome", "CONTROL_SIZE", "fixed_rows"]
 
 CONTROL_SIZE = 4   # [loss sum, sample count, stop requests, ranks with NaN/inf]
 
@@ -115,6 +115,13 @@ class Control:
         return self.settle(self._alone, step)
 
 
+def fixed_rows(cfg) -> None:
+    """``check_config`` helper: the algorithm needs each rank's rows fixed and in memory."""
+    if cfg.partition != "contiguous" or cfg.memory_budget:
+        raise ValueError(f"--algo {cfg.algo} needs each rank's rows fixed and in memory: it cannot be "
+                         f"combined with --partition {cfg.partition} or --memory-budget")
+
+
 class Algorithm:
     """Base class: one training algorithm behind the small interface train.py uses.
 
@@ -123,6 +130,10 @@ class Algorithm:
     """
 
     name = "base"
+    #: the algorithm's own options: a dataclass of ``mpidml.options.knob`` fields (set by
+    #: ``@register(name, config=...)``); they become ``--flags``, TOML keys and fields of
+    #: ``TrainConfig``
+    Config: type | None = None
     #: True for algorithms without a common step count (each worker runs until told the
     #: epoch is over); ``serves`` is True on a rank that holds no data and only answers others
     asynchronous = False
@@ -131,6 +142,66 @@ class Algorithm:
     consensus_kind = "the ranks' mean model"
     #: True when the loop already applied the local step (Hogwild passes: algos/hogwild.py)
     local_applied = False
+    #: ``--compress`` codecs apply (the algorithm moves gradients or differences through one)
+    accepts_compression = False
+    #: ``--hogwild-threads`` may replace the local minibatch step (model-averaging algorithms)
+    accepts_hogwild = False
+    #: every rank holds every row (column-block model parallelism): the same row order on
+    #: every rank, and no per-rank row split
+    rows_replicated = False
+
+    # ---- what the engine asks the class before the run (no instance yet) -------------
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Raise ``ValueError`` naming the setting if ``cfg`` (a ``TrainConfig``) cannot
+        run with this algorithm. Must not change ``cfg``. Default: nothing to check."""
+
+    @classmethod
+    def serving_ranks(cls, cfg, size: int) -> int:
+        """How many ranks (the last ones) hold no data and only serve the others."""
+        return 0
+
+    @classmethod
+    def optimizer_name(cls, cfg) -> str:
+        """The local optimizer this algorithm runs (default ``--optimizer``)."""
+        return cfg.optimizer
+
+    @classmethod
+    def load_data(cls, comm, cfg, label_mode: str, log):
+        """Collective: ``(train, test)`` shards for a data plan other than row blocks, or
+        None for the engine's default (each rank a balanced block of rows)."""
+        return None
+
+    @classmethod
+    def build_model(cls, comm, cfg, shard, default):
+        """The model this algorithm trains; ``default()`` builds the configured one."""
+        return default()
+
+    # ---- the epoch's shape -------------------------------------------------------------
+    def run_epoch(self, loop, epoch: int) -> int:
+        """Run one epoch through ``loop`` (``engine.loop.EpochLoop``), which offers the
+        loop shapes; return the stop signal the ranks agreed on (0: none). Default: the
+        synchronous step loop over this rank's rows."""
+        return loop.step_loop(epoch, order_rank=0 if self.rows_replicated else self.rank)
+
+    def asynchronous_epoch(self, loop, epoch: int) -> int:
+        """The loop shape of asynchronous algorithms: serving ranks answer until the epoch
+        is done, workers cycle through their rows until told it is over."""
+        return loop.serve_loop(epoch) if self.serves else loop.worker_loop(epoch)
+
+    def serve_epoch(self, epoch_samples: float, beat=None) -> bool:
+        """Serving ranks (``serves``): answer the workers until the epoch is done; True
+        if a worker asked to stop. ``beat()`` is the watchdog's heartbeat."""
+        raise NotImplementedError(f"{self.name} has no serving ranks")
+
+    def finish_epoch(self) -> None:
+        """Collective, asynchronous algorithms: the epoch-end agreement (NaN verdict)."""
+
+    def evaluate(self, evaluator):
+        """Collective: ``(objective, grad_norm, metric, test_loss)`` of the model this
+        algorithm evaluates; default: ``evaluator.of_params(self.consensus())``."""
+        return evaluator.of_params(self.consensus())
+
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm

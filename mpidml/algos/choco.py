@@ -18,13 +18,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
+from ..options import knob
+from . import register
 from .base import Algorithm
 
 __all__ = ["Choco"]
 
 
+@dataclass
+class ChocoConfig:
+    choco_gamma: float = knob(0.5, "choco: consensus step size")
+
+    def validate(self) -> None:
+        if not 0 < self.choco_gamma <= 1:
+            raise ValueError(f"--choco-gamma must be in (0, 1], got {self.choco_gamma}")
+
+
+@register("choco", config=ChocoConfig)
 class Choco(Algorithm):
-    name = "choco"
+    accepts_compression = True
+
+    @classmethod
+    def check_config(cls, cfg):
+        if cfg.compress not in ("topk", "qsgd"):
+            raise ValueError("--algo choco needs --compress topk or qsgd")
     replicated = False
 
     def __init__(self, ctx):

@@ -20,9 +20,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
+from ..options import knob
+from . import register
 from .base import CONTROL_SIZE, Algorithm
 
-__all__ = ["EASGD", "CentreModel", "easgd_alpha"]
+__all__ = ["EASGD", "EAMSGD", "EASGDConfig", "CentreModel", "easgd_alpha"]
+
+
+@dataclass
+class EASGDConfig:
+    """Options of easgd, eamsgd and easgd_async."""
+
+    easgd_alpha: float | None = knob(None, "easgd: elastic moving rate alpha (default --easgd-beta / p)",
+                                     kind=(float, type(None)))
+    easgd_beta: float = knob(0.9, "easgd: beta = p * alpha")
+
+    def validate(self) -> None:
+        if self.easgd_alpha is not None and not 0 <= self.easgd_alpha < 1:
+            raise ValueError(f"--easgd-alpha must be in [0, 1), got {self.easgd_alpha}")
+        if not 0 <= self.easgd_beta < 1:
+            raise ValueError(f"--easgd-beta must be in [0, 1), got {self.easgd_beta}")
 
 
 def easgd_alpha(cfg, workers: int) -> float:
@@ -52,8 +71,9 @@ class CentreModel(Algorithm):
         self.center[:] = shared["center"]
 
 
+@register("easgd", config=EASGDConfig)
 class EASGD(CentreModel):
-    name = "easgd"
+    accepts_hogwild = True
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -82,3 +102,14 @@ class EASGD(CentreModel):
 
     def describe(self):
         return f"EASGD (meet the centre every {self.tau} steps, alpha {self.alpha:g})"
+
+
+@register("eamsgd", config=EASGDConfig)
+class EAMSGD(EASGD):
+    """EASGD with Nesterov momentum on the local steps (the paper's EAMSGD)."""
+
+    accepts_hogwild = False
+
+    @classmethod
+    def optimizer_name(cls, cfg) -> str:
+        return "nesterov"

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import CONTROL_SIZE, Outcome
-from .easgd import CentreModel, easgd_alpha
+from . import register
+from .easgd import CentreModel, EASGDConfig, easgd_alpha
 
 __all__ = ["AsyncEASGD"]
 
@@ -36,9 +37,16 @@ _TAG_MEET, _TAG_REPLY = 0x6D30, 0x6D31
 _END_EPOCH, _STOP = 1.0, 2.0
 
 
+@register("easgd_async", config=EASGDConfig)
 class AsyncEASGD(CentreModel):
-    name = "easgd_async"
     asynchronous = True
+
+    @classmethod
+    def serving_ranks(cls, cfg, size):
+        return 1      # the last rank holds the centre variable and no data
+
+    def run_epoch(self, loop, epoch):
+        return self.asynchronous_epoch(loop, epoch)
 
     def __init__(self, ctx):
         super().__init__(ctx)

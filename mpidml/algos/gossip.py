@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import register
 from .base import Algorithm
 
 __all__ = ["Gossip"]
 
 
+@register("gossip")
 class Gossip(Algorithm):
-    name = "gossip"
+    accepts_hogwild = True
     replicated = False
 
     def __init__(self, ctx):

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels._common import add_scaled
 from ..runtime.errors import MpidmlError
 
-__all__ = ["HOGWILD_ALGOS", "check_hogwild", "start_hogwild", "hogwild_step"]
+__all__ = ["check_hogwild", "start_hogwild", "hogwild_step"]
 
-#: algorithms whose local step can be a Hogwild pass (they call ``local_update``)
-HOGWILD_ALGOS = ("local_sgd", "easgd", "gossip")
+# Algorithms whose local step can be a Hogwild pass (they call ``local_update``) say so
+# with ``accepts_hogwild = True`` (local_sgd, easgd, gossip).
 
 
 def check_hogwild(cfg, shard) -> None:
@@ -50,6 +49,8 @@ def start_hogwild(algo, threads: int) -> None:
 def hogwild_step(model, pieces, params, lr: float, grad: np.ndarray) -> float:
     """The rank's local step as Hogwild passes over the step's ``pieces``, then the L2
     decay; ``params`` updated in place, ``grad`` left zero. Returns the summed loss."""
+    from ..kernels._common import add_scaled
+
     m = sum(len(rows) for _, _, rows in pieces)
     grad[:] = 0
     if m == 0:

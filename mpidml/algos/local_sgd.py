@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
+from ..options import knob
+from . import register
 from .base import CONTROL_SIZE, Algorithm
 
 __all__ = ["LocalSGD"]
 
 
+@dataclass
+class LocalSGDConfig:
+    local_after: int = knob(0, "local_sgd: average every step for the first STEPS steps, then every --tau "
+                               "(post-local SGD)", metavar="STEPS")
+
+    def validate(self) -> None:
+        if self.local_after < 0:
+            raise ValueError(f"--local-after must be >= 0, got {self.local_after}")
+
+
+@register("local_sgd", config=LocalSGDConfig)
 class LocalSGD(Algorithm):
-    name = "local_sgd"
+    accepts_hogwild = True
 
     def __init__(self, ctx):
         super().__init__(ctx)

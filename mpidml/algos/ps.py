@@ -62,6 +62,10 @@ import math
 
 import numpy as np
 
+from dataclasses import dataclass
+
+from ..options import knob
+from . import register
 from .base import Algorithm, Outcome
 
 __all__ = ["ParameterServer", "SSPClocks", "parse_staleness"]
@@ -155,9 +159,34 @@ class _Message:
         return 8 * self.META + int(self.meta[7]) * self.dtype.itemsize + 4 * max(int(self.meta[8]), 0)
 
 
+@dataclass
+class PSConfig:
+    servers: int = knob(1, "ps: the last K ranks are servers, each owning 1/K of the parameters (no data)",
+                        metavar="K")
+    staleness: str = knob("inf", "ps: consistency model: 0 = BSP (equals sync), S > 0 = SSP (no worker more "
+                                 "than S clocks ahead of the slowest), inf = asynchronous SGD",
+                          metavar="S", kind=(str, int))
+    dc_lambda: float = knob(0.0, "ps: DC-ASGD delay compensation g + LAMBDA*g*g*(w_now - w_stale) on the "
+                                 "servers (0 = off)", metavar="LAMBDA")
+
+    def validate(self) -> None:
+        parse_staleness(self.staleness)
+        if self.servers < 1:
+            raise ValueError(f"--servers must be >= 1, got {self.servers}")
+        if not self.dc_lambda >= 0 or not math.isfinite(self.dc_lambda):
+            raise ValueError(f"--dc-lambda must be a finite number >= 0, got {self.dc_lambda}")
+
+
+@register("ps", config=PSConfig)
 class ParameterServer(Algorithm):
-    name = "ps"
     asynchronous = True
+
+    @classmethod
+    def serving_ranks(cls, cfg, size):
+        return int(cfg.servers)
+
+    def run_epoch(self, loop, epoch):
+        return self.asynchronous_epoch(loop, epoch)
 
     def __init__(self, ctx):
         from ..data.partition import shard_rows

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import register
 from .base import Algorithm
 
 __all__ = ["PushSum"]
 
 
+@register("pushsum")
 class PushSum(Algorithm):
-    name = "pushsum"
     replicated = False
 
     def __init__(self, ctx):

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import register
 from .base import CONTROL_SIZE, Algorithm
 
 __all__ = ["Sync"]
 
 
+@register("sync")
 class Sync(Algorithm):
-    name = "sync"
+    accepts_compression = True
 
     def __init__(self, ctx):
         super().__init__(ctx)

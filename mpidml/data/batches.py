@@ -28,13 +28,11 @@ import time
 import numpy as np
 
 from .loader import RowReader
-from .partition import sampled_rows, shard_rows, shuffled_rows
+from .partition import PARTITIONS, sampled_rows, shard_rows, shuffled_rows
 
 __all__ = ["InMemoryRows", "StreamedRows", "EpochReadRows", "PARTITIONS", "chunk_permutation", "step_pieces",
            "loss_grad_pieces"]
 
-#: ``--partition``: contiguous (InMemoryRows / StreamedRows), shuffle and sample (EpochReadRows)
-PARTITIONS = ("contiguous", "shuffle", "sample")
 
 
 def chunk_permutation(size: int, seed: int, epoch: int, rank: int, k: int | None) -> np.ndarray:

@@ -11,6 +11,10 @@ The other partitioners: ``file_spans`` (a global row range over shard files),
 
 import numpy as np
 
+#: ``--partition``: contiguous (data.batches.InMemoryRows / StreamedRows), shuffle and
+#: sample (data.batches.EpochReadRows)
+PARTITIONS = ("contiguous", "shuffle", "sample")
+
 __all__ = ["block_counts", "shard_rows", "file_spans", "epoch_permutation", "shuffled_rows",
            "sampled_rows", "feature_columns"]
 

@@ -4,6 +4,8 @@
     nan:R:S           rank R's gradient becomes NaN at step S (the numerical guard must stop)
     sleep:R:S:SEC     rank R sleeps SEC seconds at step S (a straggler; or a stall for the watchdog)
     slow:R:SEC        rank R sleeps SEC seconds at every step (a persistent straggler)
+    slow-eval:R:SEC   rank R sleeps SEC seconds in every chunk of every evaluation pass (a
+                      long, healthy evaluation: the watchdog must not fire); R may be ``*``
     ckpt-crash:K      rank 0 dies (os._exit) in the middle of writing its K-th checkpoint,
                       after the data is written and before the rename
 
@@ -68,6 +70,12 @@ class FaultPlan:
                 raise InjectedFault(f"injected fault at step {step} on rank {rank}")
             time.sleep(f.seconds)
 
+    def evaluation_chunk(self, rank: int) -> None:
+        """Inside an evaluation pass, once per row chunk: sleep if asked to."""
+        for f in self.faults:
+            if f.kind == "slow-eval" and f.rank in (rank, -1):
+                time.sleep(f.seconds)
+
     def corrupt_grad(self, rank: int, step: int, grad: np.ndarray) -> None:
         if self._due(("nan",), rank, step):
             grad[0] = np.nan
@@ -84,7 +92,7 @@ class FaultPlan:
 
 
 _STEP_KEYED = ("raise", "nan", "sleep")
-_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "slow": 2, "ckpt-crash": 1}
+_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "slow": 2, "slow-eval": 2, "ckpt-crash": 1}
 
 
 def parse_fault(spec: str | None) -> FaultPlan | None:
@@ -96,12 +104,15 @@ def parse_fault(spec: str | None) -> FaultPlan | None:
         kind, *args = item.strip().split(":")
         if kind not in _ARITY or len(args) != _ARITY[kind]:
             raise ValueError(f"--inject-fault: bad item {item!r}; expected raise:RANK:STEP, "
-                             f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS, slow:RANK:SECONDS or ckpt-crash:K")
+                             f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS, slow:RANK:SECONDS, "
+                             f"slow-eval:RANK|*:SECONDS or ckpt-crash:K")
         try:
             if kind == "ckpt-crash":
                 faults.append(_Fault(kind, step=int(args[0])))
             elif kind == "slow":
                 faults.append(_Fault(kind, int(args[0]), -1, float(args[1])))
+            elif kind == "slow-eval":
+                faults.append(_Fault(kind, -1 if args[0] == "*" else int(args[0]), -1, float(args[1])))
             elif kind == "sleep":
                 faults.append(_Fault(kind, int(args[0]), int(args[1]), float(args[2])))
             else:

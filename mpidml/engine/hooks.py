@@ -1,0 +1,146 @@
+"""What happens around the training loop, as hooks the ``Trainer`` calls.
+
+A hook is any object with some of these methods (``Hook`` has them all as no-ops):
+
+    on_start(trainer)                  set-up done, before the first epoch
+    on_phase(phase, step)              entering "compute", "communicate", "evaluate", ...
+    on_epoch_start(epoch, first_step)  first_step > 0 when resuming mid-epoch
+    on_step(step_in_epoch, outcome)    a control point (``algos.Outcome``) inside the epoch
+    on_epoch_end()                     the epoch's steps are done (before its evaluation)
+    on_epoch(record)                   the epoch's metrics record (after its evaluation)
+    on_end(summary)                    the run's summary (every rank)
+
+The built-in ones: ``RunLog`` (rank-0 lines and the JSON-lines metrics file),
+``WatchdogHook`` (heartbeats), ``TimelineHook`` (Chrome trace), ``ProgressHook``
+(in-epoch bar or lines). A user passes more with ``Trainer(..., hooks=[...])`` or
+``mpidml.fit(..., hooks=[...])``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+__all__ = ["Hook", "Hooks", "RunLog", "WatchdogHook", "TimelineHook", "ProgressHook"]
+
+
+class Hook:
+    """Base class with every hook method as a no-op."""
+
+    def on_start(self, trainer) -> None: ...
+    def on_phase(self, phase: str, step: int) -> None: ...
+    def on_epoch_start(self, epoch: int, first_step: int) -> None: ...
+    def on_step(self, step_in_epoch: int, outcome) -> None: ...
+    def on_epoch_end(self) -> None: ...
+    def on_epoch(self, record: dict) -> None: ...
+    def on_end(self, summary: dict) -> None: ...
+
+
+class Hooks:
+    """Calls each hook's method in order (hooks may define only some methods)."""
+
+    _NAMES = ("on_start", "on_phase", "on_epoch_start", "on_step", "on_epoch_end", "on_epoch", "on_end")
+
+    def __init__(self, hooks):
+        self.hooks = list(hooks)
+        for name in self._NAMES:
+            fns = [getattr(h, name) for h in self.hooks if callable(getattr(h, name, None))]
+            setattr(self, name, self._caller(fns))
+
+    @staticmethod
+    def _caller(fns):
+        def call(*args):
+            for fn in fns:
+                fn(*args)
+        return call
+
+
+class RunLog(Hook):
+    """Rank-0 output and the optional JSON-lines metrics file."""
+
+    def __init__(self, rank: int, quiet: bool, metrics_path: str | None):
+        self.rank = rank
+        self.quiet = quiet
+        self.fh = None
+        if metrics_path and rank == 0:
+            parent = os.path.dirname(os.path.abspath(metrics_path))
+            os.makedirs(parent, exist_ok=True)
+            self.fh = open(metrics_path, "w")
+
+    def info(self, msg: str) -> None:
+        if self.rank == 0 and not self.quiet:
+            print(msg, flush=True)
+
+    def always(self, msg: str) -> None:
+        if self.rank == 0:
+            print(msg, flush=True)
+
+    def record(self, obj: dict) -> None:
+        if self.fh:
+            self.fh.write(json.dumps(obj) + "\n")
+            self.fh.flush()
+
+    def on_epoch(self, record: dict) -> None:
+        self.record(record)
+
+    def on_end(self, summary: dict) -> None:
+        self.record(summary)
+        self.close()
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+            self.fh = None
+
+
+class WatchdogHook(Hook):
+    """Every phase change is a heartbeat of the stall watchdog (``runtime.watchdog``)."""
+
+    def __init__(self, watchdog):
+        self.watchdog = watchdog
+
+    def on_phase(self, phase: str, step: int) -> None:
+        self.watchdog.beat(phase, step)
+
+
+class TimelineHook(Hook):
+    """Phase boundaries become timeline events; the trace is written at the end."""
+
+    def __init__(self, comm, path: str | None):
+        from ..timeline import Timeline
+
+        self.comm, self.path = comm, path
+        self.timeline = Timeline(comm, enabled=bool(path))
+
+    def on_phase(self, phase: str, step: int) -> None:
+        self.timeline.begin(phase, step)
+
+    def on_epoch(self, record: dict) -> None:
+        self.timeline.end()
+
+    def write(self) -> None:
+        """Collective: write the trace (every rank learns if it failed)."""
+        if self.path:
+            from ..runtime.errors import fail_together
+            self.timeline.end()
+            fail_together(self.comm, f"writing the timeline {self.path}", self.timeline.write, self.path)
+
+
+class ProgressHook(Hook):
+    """Progress inside an epoch on rank 0's stderr (``mpidml.progress``)."""
+
+    def __init__(self, mode: str, rank: int, epochs: int, steps_per_epoch: int, rows: int, every: float):
+        from ..progress import Progress
+
+        self.steps_per_epoch = steps_per_epoch
+        self.progress = Progress(mode, rank, epochs, steps_per_epoch, rows, every=every)
+
+    def on_epoch_start(self, epoch: int, first_step: int) -> None:
+        self.progress.start_epoch(epoch, first_step)
+
+    def on_step(self, step_in_epoch: int, outcome) -> None:
+        if step_in_epoch < self.steps_per_epoch:
+            self.progress.update(step_in_epoch, outcome.loss, outcome.count)
+
+    def on_epoch_end(self) -> None:
+        self.progress.end_epoch()
