@@ -16,11 +16,11 @@ import scipy.sparse as sp
 
 from mpidml.data.__main__ import main
 from mpidml.data.convert import convert
-from mpidml.data.layout import CSRMatrix
+from mpidml.data.layout import CSRMatrix, open_dataset
 from mpidml.data.loader import RowReader, load_shard
-from mpidml.data.layout import open_dataset
 from mpidml.data.writer import DataSetWriter, write_csr
 from mpidml.models import make_model
+
 from mpirun import run_mpi
 
 BIG = 3_000_000_000   # > 2**31: needs int64 indices

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
 
 
 @pytest.fixture(scope="module")

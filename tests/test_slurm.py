@@ -21,7 +21,6 @@ import pytest
 from mpirun import HERE, run, scaled
 from reference import binary_problem
 
-
 ROOT = os.path.dirname(HERE)
 SLURM = os.path.join(ROOT, "slurm")
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
