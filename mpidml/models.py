@@ -123,7 +123,7 @@ class LogReg(Model):
         self.nparams = self.d + 1
         self._weight_slices = [slice(0, self.d)]
         self.parallel = bool(parallel)
-        self._part = None
+        self._part: np.ndarray | None = None
         self._scratch = new_scratch(self.dtype)
 
     def init_params(self, seed: int = 0) -> np.ndarray:
