@@ -145,8 +145,8 @@ def run(p: int, task: str, algo: str, lr: float, data: tuple, out: str, seed: in
     if res.returncode:
         print(f"  {task} p={p} {algo} lr {lr:g}: FAILED rc {res.returncode}\n{res.stdout}{res.stderr}", flush=True)
         return ""
-    print(f"  {task} p={p} {algo} lr {lr:g}: {time.perf_counter() - t0:.1f} s wall; {res.stdout.strip().splitlines()[-1]}",
-          flush=True)
+    print(f"  {task} p={p} {algo} lr {lr:g}: {time.perf_counter() - t0:.1f} s wall; "
+          f"{res.stdout.strip().splitlines()[-1]}", flush=True)
     return metrics
 
 
@@ -222,13 +222,13 @@ def main(argv=None) -> int:
             if task == "convex":
                 f0 = load(next(iter(next(iter(grid.values())).values())))[2]["objective_initial"]
                 target = fstar + 0.01 * (f0 - fstar)
-                ok = lambda e: e["objective"] <= target  # noqa: E731
+                ok = lambda e, target=target: e["objective"] <= target  # noqa: E731
                 what = f"f - f* <= 0.01 (f0 - f*): objective <= {target:.5f} (f* {fstar:.5f}, f0 {f0:.5f})"
             else:
                 best = max((e["test_accuracy"] for pth in grid.get("sync", {}).values() for e in load(pth)[1]),
                            default=None)
                 target = (best - 0.01) if best is not None else 1.0
-                ok = lambda e: (e["test_accuracy"] or 0) >= target  # noqa: E731
+                ok = lambda e, target=target: (e["test_accuracy"] or 0) >= target  # noqa: E731
                 what = f"test accuracy >= {target:.4f} (sync's best {best:.4f} - 0.01)"
             paths = {}
             for algo, by_lr in grid.items():

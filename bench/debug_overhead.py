@@ -49,7 +49,7 @@ for name, count, fn in cases:
     buf = np.ones(count, np.float32)
     iters = 200 if count < 100_000 else 20
     samples = {False: [], True: []}
-    for block in range(10):
+    for _block in range(10):
         for mode in (False, True):
             (_debug.enable if mode else _debug.disable)()
             comm.Barrier()

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
                          "seconds_to_target": hit["train_seconds"] if hit else None,
                          "train_seconds": summary["train_seconds"], "objective": summary["objective"],
                          "bytes_communicated": summary["bytes_communicated"]}
-        for algo, r in got.items():
+        for r in got.values():
             r["memory_vs_sync"] = r["model_bytes_per_rank"] / got["sync"]["model_bytes_per_rank"]
             rows.append(r)
     lines = [f"Convex task (click-log 100k x 2^17), {args.epochs} epochs, target objective <= {target:.5f}; "

@@ -49,7 +49,7 @@ def main():
     rng = np.random.default_rng(0)
     times = {k: [] for k in variants}
     final = {}
-    for name, (fn, t) in variants.items():          # warm-up: compile / cache load
+    for fn, t in variants.values():                 # warm-up: compile / cache load
         numba.set_num_threads(t)
         fn(X.data, X.indices, X.indptr, y, np.arange(1000, dtype=np.int64), w0.copy(), step)
     for _ in range(args.reps):

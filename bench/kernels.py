@@ -44,8 +44,12 @@ from numba import njit, prange  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from mpidml.kernels.logreg import (logreg_loss_grad_csr, logreg_loss_grad_csr_parallel,  # noqa: E402
-                                   logreg_loss_grad_dense, logreg_loss_grad_dense_parallel)
+from mpidml.kernels.logreg import (  # noqa: E402
+    logreg_loss_grad_csr,
+    logreg_loss_grad_csr_parallel,
+    logreg_loss_grad_dense,
+    logreg_loss_grad_dense_parallel,
+)
 from mpidml.kernels.lsq import lsq_loss_grad_dense  # noqa: E402
 from mpidml.kernels.softmax import softmax_loss_grad_dense  # noqa: E402
 from mpidml.models import MLP, Softmax  # noqa: E402
@@ -243,8 +247,7 @@ def csr_logreg_cases(n, d, nnz_row, dtype, rng):
     nnz = n * nnz_row
     indptr = np.arange(0, nnz + 1, nnz_row, dtype=np.int64)
     indices = rng.integers(0, d, nnz).astype(np.int32)
-    for i in range(0, n, 1):  # sorted columns per row, as scipy writes them
-        pass
+    # sorted columns per row, as scipy writes them
     indices = np.sort(indices.reshape(n, nnz_row), axis=1).ravel()
     data = rng.standard_normal(nnz).astype(dtype)
     Xs = sp.csr_matrix((data, indices, indptr), shape=(n, d))
@@ -385,7 +388,7 @@ def compile_probe() -> dict:
             p = m.init_params()
             yy = rng.integers(0, 3, 64)
             gg = np.empty_like(p)
-            fn = lambda: m.loss_grad_sum(X, yy, rows, p, gg)  # noqa: E731
+            fn = lambda m=m, yy=yy, p=p, gg=gg: m.loss_grad_sum(X, yy, rows, p, gg)  # noqa: E731
         first = timed(fn)
         steady = float(np.median([timed(fn) for _ in range(5)]))
         out[name] = {"first_call_s": first, "steady_call_s": steady}

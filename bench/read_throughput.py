@@ -82,9 +82,9 @@ def run(args) -> None:
     rows = []
     for name in ("dense.h5", "csr.h5"):
         path = os.path.join(args.dir, name)
-        for method, fn in (("mpidml", lambda: _nbytes(*(lambda s: (s.X, s.y))(load_shard(path, size, rank)))),
-                           ("h5py-slice", lambda: plain_slice(path, False)),
-                           ("h5py-full", lambda: plain_slice(path, True))):
+        for method, fn in (("mpidml", lambda path=path: _nbytes(*(lambda s: (s.X, s.y))(load_shard(path, size, rank)))),
+                           ("h5py-slice", lambda path=path: plain_slice(path, False)),
+                           ("h5py-full", lambda path=path: plain_slice(path, True))):
             nbytes, sec = timed(fn)
             rows.append({"file": name, "method": method, "rank": rank, "bytes": nbytes, "seconds": sec,
                          "GBps": nbytes / sec / 1e9})

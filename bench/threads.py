@@ -4,8 +4,9 @@
 
 The MLP task of bench/convergence.py (240k rows, ``--epochs`` passes) under ``mpiexec -n P``
 with ``--threads auto`` and with ``--threads C`` (C = the usable cores: what every rank did
-before --threads existed, when numba and BLAS sized their pools to the node). Runs are interleaved; the table shows the median training seconds
-and the median wall time of the whole command (start-up and per-epoch evaluation included).
+before --threads existed, when numba and BLAS sized their pools to the node). Runs are
+interleaved; the table shows the median training seconds and the median wall time of the
+whole command (start-up and per-epoch evaluation included).
 Writes bench/results/threads/table.{md,json}.
 """
 
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     rows, lines = [], [f"Command: `python bench/threads.py --p {args.p} --reps {args.reps} --epochs {args.epochs}` "
                        f"({cores} usable cores; MLP 32-64-64-10 on 240k rows, {args.epochs} epochs; medians of "
                        f"{args.reps} interleaved runs)", "",
-                       "| p | --threads | threads per rank | train s | wall s (whole command) | train: oversubscribed ÷ auto |",
+                       "| p | --threads | threads per rank | train s | wall s (whole command) "
+                       "| train: oversubscribed ÷ auto |",
                        "| --- | --- | --- | --- | --- | --- |"]
     for (p, threads), vals in results.items():
         tr, wall = (float(np.median([v[i] for v in vals])) for i in (0, 1))

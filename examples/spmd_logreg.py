@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 from mpi4py import MPI
 
-from mpidml import LogReg, SGD, load_shard, ring_allreduce, shard_rows
+from mpidml import SGD, LogReg, load_shard, ring_allreduce, shard_rows
 from mpidml.data.synth import make_binary_dense
 
 comm = MPI.COMM_WORLD

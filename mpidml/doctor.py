@@ -76,18 +76,17 @@ def _launcher() -> str:
 def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> dict:
     """Collective: gather the facts above; raises ``MpidmlError`` on a bad world or an
     unreadable path (after every rank has checked, so all ranks raise together)."""
+    import mpi4py
     from mpi4py import MPI
 
-    import mpi4py
-
     check_world(comm, expect)
-    rank, size = comm.Get_rank(), comm.Get_size()
+    size = comm.Get_size()
     per_node = node_ranks(comm)
     hosts = comm.allgather(socket.gethostname())
     readable = {p: comm.allgather(os.access(p, os.R_OK)) for p in paths}
     report = {
         "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
-        "mpi_standard": "%d.%d" % MPI.Get_version(),
+        "mpi_standard": "{}.{}".format(*MPI.Get_version()),
         "mpi4py": mpi4py.__version__,
         "world_size": size,
         "expected_size": expected_size(expect)[0],

@@ -23,13 +23,18 @@ import numpy as np
 
 from .data.layout import CSRMatrix
 from .kernels._common import add_scaled
-from .kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
-                             logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
-                             logreg_loss_grad_dense_parallel, new_scratch)
 from .kernels.hogwild import logreg_hogwild_csr
+from .kernels.logreg import (
+    logreg_correct_csr,
+    logreg_correct_dense,
+    logreg_loss_grad_csr,
+    logreg_loss_grad_csr_parallel,
+    logreg_loss_grad_dense,
+    logreg_loss_grad_dense_parallel,
+    new_scratch,
+)
 from .kernels.lsq import lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_sq_error_csr, lsq_sq_error_dense
-from .kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense,
-                          mlp_param_count)
+from .kernels.mlp import mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr, mlp_loss_grad_dense, mlp_param_count
 from .kernels.softmax import softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr
 
 __all__ = ["Model", "LogReg", "Softmax", "LeastSquares", "MLP", "MODELS", "MODEL_CLASSES", "make_model", "warm_up"]
@@ -146,7 +151,7 @@ class LogReg(Model):
         self.nparams = self.d + 1
         self._weight_slices = [slice(0, self.d)]
         self.parallel = bool(parallel)
-        self._part = None
+        self._part: np.ndarray | None = None
         self._scratch = new_scratch(self.dtype)
 
     def init_params(self, seed: int = 0) -> np.ndarray:

@@ -14,6 +14,10 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _quiet(*_args) -> None:
+    """A log function for ranks other than 0."""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mpidml.predict",
                                  description="Predictions of a model saved with --save-model for every row "
@@ -35,8 +39,7 @@ def main(argv=None) -> int:
     limit_threads(comm)   # ranks sharing a node split its cores (BLAS, numba)
     rank = comm.Get_rank()
     model, params, desc, _ = fail_together(comm, f"reading the model {args.model}", load_model, args.model)
-    quiet = (lambda *a: None)
-    shard = load_shard_collective(comm, args.data, model.label_mode, log=print if rank == 0 else quiet)
+    shard = load_shard_collective(comm, args.data, model.label_mode, log=print if rank == 0 else _quiet)
     pred, score = predict(desc["kind"], model, params, shard.X)
     parts = comm.gather((shard.start, pred, score), root=0)
 

@@ -9,12 +9,12 @@ import os
 import numpy as np
 import pytest
 
+from mpidml.data.writer import write_csr, write_dense
+from mpidml.train import TrainConfig
+
 from datasets import make_set, sparse_binary
 from mpirun import HERE, run_mpi
 from reference import binary_problem, logreg_optimum
-
-from mpidml.data.writer import write_csr, write_dense
-from mpidml.train import TrainConfig
 
 L2 = 1e-4
 COMMON = {"epochs": 5, "batch_size": 256, "l2": L2, "seed": 1}

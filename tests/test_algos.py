@@ -2,15 +2,15 @@
 ``--algo`` end to end through ``python -m mpidml.train`` (convergence, checkpoints,
 NaN / bad-flag handling)."""
 
-import re
 import json
 import os
+import re
 
 import pytest
 
-from mpirun import HERE, run_mpi
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import HERE, run_mpi
 
 
 @pytest.mark.parametrize("p", [1, 2, 3, 4, 8])

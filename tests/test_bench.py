@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mpirun import run_mpi
-
 from mpidml.bench import bus_factor, parse_size, size_range
+
+from mpirun import run_mpi
 
 
 def test_sizes():

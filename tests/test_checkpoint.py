@@ -8,8 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mpidml.checkpoint import (check_compatible, latest_checkpoint, list_checkpoints, read_checkpoint,
-                               write_checkpoint)
+from mpidml.checkpoint import check_compatible, latest_checkpoint, list_checkpoints, read_checkpoint, write_checkpoint
 from mpidml.runtime.errors import MpidmlError
 from mpidml.runtime.signals import StopRequest
 from mpidml.runtime.watchdog import Watchdog

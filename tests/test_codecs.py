@@ -22,7 +22,7 @@ def test_topk_sends_the_largest_and_feedback_is_exact():
     codec = TopK(n, k, np.float64)
     total_in = np.zeros(n)
     total_sent = np.zeros(n)
-    for step in range(25):
+    for _step in range(25):
         g = rng.integers(-50, 50, n).astype(np.float64)   # integers: sums are exact
         before = codec.residual + g
         p = codec.encode(g)

@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-
-from mpirun import mpiexec_path, run, run_mpi
 from test_data_loading import BAD_CASE_NAMES, bad_inputs
 
 from mpidml.data.writer import write_dense
+
+from mpirun import mpiexec_path, run, run_mpi
 
 
 @pytest.fixture(scope="module")

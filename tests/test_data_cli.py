@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpirun import run
-
 from mpidml.data.__main__ import main
 from mpidml.data.convert import convert
 from mpidml.data.loader import load_shard
 from mpidml.data.synth import binary_dense_blocks, make_binary_dense, write_blocks
 from mpidml.runtime.errors import MpidmlError
+
+from mpirun import run
 
 
 def test_synth_kinds_and_shards(tmp_path, capsys):

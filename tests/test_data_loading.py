@@ -7,13 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-from datasets import make_set, random_csr
-
 from mpidml.data.layout import CSRMatrix, csr_concat, csr_take_rows, open_dataset, resolve_sources
 from mpidml.data.loader import RowReader, load_shard
 from mpidml.data.partition import feature_columns, sampled_rows, shuffled_rows
 from mpidml.data.writer import write_csr, write_dense
 from mpidml.runtime.errors import MpidmlError
+
+from datasets import make_set, random_csr
 
 
 def dense_of(X):

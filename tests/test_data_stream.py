@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from datasets import make_set
-from mpirun import HERE, run_mpi
-
 from mpidml.data.batches import InMemoryRows, StreamedRows, step_pieces
 from mpidml.data.layout import CSRMatrix, open_dataset
 from mpidml.data.loader import load_shard
 from mpidml.data.stream import ChunkStream, chunk_bytes_for, parse_memory_budget
+
+from datasets import make_set
+from mpirun import HERE, run_mpi
 
 
 def dense(X):
@@ -33,7 +33,7 @@ def test_chunks_cover_the_range_within_budget(tmp_path, sparse, prefetch):
     budget = 12_000
     for start, stop in ((0, 567), (100, 420), (5, 5)):
         with ChunkStream(ds, start, stop, budget, prefetch=prefetch) as stream:
-            for epoch in range(2):  # a stream can be iterated again
+            for _epoch in range(2):  # a stream can be iterated again
                 chunks = list(stream)
                 assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
                 if chunks:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mpidml.comm import debug
+
 from mpirun import HERE, run_mpi
 
 PROG = os.path.join(HERE, "mpi_progs", "debug_cases.py")

@@ -9,15 +9,15 @@ import numba
 import numpy as np
 import pytest
 
-from datasets import random_csr, sparse_binary
-from mpirun import run_mpi
-from reference import logreg_objective, logreg_optimum
-
 from mpidml.algos.hogwild import hogwild_step
 from mpidml.data.layout import CSRMatrix
 from mpidml.data.writer import write_csr
 from mpidml.kernels.hogwild import logreg_hogwild_csr, logreg_sgd_csr
 from mpidml.models import LogReg
+
+from datasets import random_csr, sparse_binary
+from mpirun import run_mpi
+from reference import logreg_objective, logreg_optimum
 
 L2 = 1e-4
 

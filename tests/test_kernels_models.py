@@ -9,17 +9,39 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpidml.kernels.logreg import (logreg_correct_csr, logreg_correct_dense, logreg_loss_grad_csr,
-                                   logreg_loss_grad_csr_parallel, logreg_loss_grad_dense,
-                                   logreg_loss_grad_dense_parallel, logreg_loss_grad_reference,
-                                   new_scratch)
-from mpidml.kernels.lsq import (lsq_loss_grad_csr, lsq_loss_grad_dense, lsq_loss_grad_reference,
-                                lsq_sq_error_csr, lsq_sq_error_dense)
-from mpidml.kernels.mlp import (mlp_correct_csr, mlp_correct_dense, mlp_loss_grad_csr,
-                                mlp_loss_grad_dense, mlp_loss_grad_reference, mlp_param_count)
-from mpidml.kernels.softmax import (softmax_correct_csr, softmax_correct_dense, softmax_loss_grad_csr,
-                                    softmax_loss_grad_dense, softmax_loss_grad_reference)
 from mpidml.data.layout import CSRMatrix
+from mpidml.kernels.logreg import (
+    logreg_correct_csr,
+    logreg_correct_dense,
+    logreg_loss_grad_csr,
+    logreg_loss_grad_csr_parallel,
+    logreg_loss_grad_dense,
+    logreg_loss_grad_dense_parallel,
+    logreg_loss_grad_reference,
+    new_scratch,
+)
+from mpidml.kernels.lsq import (
+    lsq_loss_grad_csr,
+    lsq_loss_grad_dense,
+    lsq_loss_grad_reference,
+    lsq_sq_error_csr,
+    lsq_sq_error_dense,
+)
+from mpidml.kernels.mlp import (
+    mlp_correct_csr,
+    mlp_correct_dense,
+    mlp_loss_grad_csr,
+    mlp_loss_grad_dense,
+    mlp_loss_grad_reference,
+    mlp_param_count,
+)
+from mpidml.kernels.softmax import (
+    softmax_correct_csr,
+    softmax_correct_dense,
+    softmax_loss_grad_csr,
+    softmax_loss_grad_dense,
+    softmax_loss_grad_reference,
+)
 from mpidml.models import MLP, LeastSquares, LogReg, Softmax
 
 DTYPES = [np.float32, np.float64]
@@ -158,7 +180,7 @@ def test_mlp_kernels(dtype, sizes, n, cap):
         off += a * b + b
     top2 = np.sort(A, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 1e-3  # skip near-ties for float32
-    hits = int(np.sum((A.argmax(axis=1) == y[rows])))
+    hits = int(np.sum(A.argmax(axis=1) == y[rows]))
     got_d = mlp_correct_dense(X, y, rows, params, sz, s["act"], s["xb"])
     got_c = mlp_correct_csr(C.data, C.indices, C.indptr, y, rows, params, sz, s["act"], cap)
     assert abs(got_d - hits) <= int(np.sum(~clear)) and abs(got_c - hits) <= int(np.sum(~clear))

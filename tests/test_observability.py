@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from mpirun import mpiexec_path, run, run_mpi
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import mpiexec_path, run, run_mpi
 
 EPOCH_FIELDS = {"type", "epoch", "step", "samples", "train_seconds", "objective", "grad_norm",
                 "test_accuracy", "test_loss", "learning_rate", "samples_per_second", "bytes_communicated",

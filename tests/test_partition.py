@@ -6,14 +6,22 @@ import numpy as np
 import pytest
 
 from mpidml.comm.ring import segment_counts
-from mpidml.data.partition import block_counts, shard_rows
+from mpidml.data.partition import (
+    block_counts,
+    epoch_permutation,
+    feature_columns,
+    file_spans,
+    sampled_rows,
+    shard_rows,
+    shuffled_rows,
+)
 
 
 @pytest.mark.parametrize("n,size", list(itertools.product([0, 1, 2, 5, 7, 100, 1001], [1, 2, 3, 4, 7, 8, 13])))
 def test_shard_rows_cover_exactly_once(n, size):
     ranges = [shard_rows(n, size, r) for r in range(size)]
     assert ranges[0][0] == 0 and ranges[-1][1] == n
-    for (a0, b0), (a1, b1) in zip(ranges, ranges[1:]):
+    for (_, b0), (a1, _) in zip(ranges, ranges[1:]):
         assert b0 == a1  # contiguous: no overlap, no gap
     sizes = [b - a for a, b in ranges]
     assert sum(sizes) == n and all(s >= 0 for s in sizes)
@@ -39,9 +47,6 @@ def test_bad_arguments(args):
 
 
 # --- the other partitioners -------------------------------------------------------------
-
-from mpidml.data.partition import (epoch_permutation, feature_columns, file_spans, sampled_rows,
-                                   shuffled_rows)
 
 
 @pytest.mark.parametrize("n,size", [(0, 1), (1, 3), (10, 3), (101, 4), (7, 8)])

@@ -9,10 +9,11 @@ import itertools
 import numpy as np
 import pytest
 
-from datasets import make_set
 from mpidml.data.batches import EpochReadRows, InMemoryRows
 from mpidml.data.loader import load_shard
 from mpidml.data.writer import write_dense
+
+from datasets import make_set
 
 
 def _dense(X):

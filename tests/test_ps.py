@@ -9,13 +9,13 @@ import random
 import numpy as np
 import pytest
 
-from mpirun import run_mpi
-
 from mpidml.algos.ps import SSPClocks, parse_staleness
 from mpidml.data.layout import CSRMatrix
 from mpidml.data.synth import clicklog_csr_blocks, make_binary_dense, multiclass_dense_blocks, write_blocks
 from mpidml.kernels._common import touched_columns
 from mpidml.models import make_model
+
+from mpirun import run_mpi
 
 
 def test_parse_staleness():
@@ -81,7 +81,8 @@ def test_sparse_pull_covers_every_parameter_the_batch_reads(name, dtype):
     X = CSRMatrix(np.concatenate([r[i] for r, i in zip(dense, rows_of)]).astype(dtype),
                   np.concatenate(rows_of).astype(np.int32),
                   np.concatenate([[0], np.cumsum([len(i) for i in rows_of])]).astype(np.int64), (n, d))
-    y = rng.integers(0, 3 if name in ("softmax", "mlp") else 2, n).astype(np.int64 if name in ("softmax", "mlp") else dtype)
+    classes = name in ("softmax", "mlp")
+    y = rng.integers(0, 3 if classes else 2, n).astype(np.int64 if classes else dtype)
     model = make_model(name, d, 3, dtype, 1e-3, hidden=(5,))
     rows = rng.choice(n, 17, replace=False).astype(np.int64)
     mark, out = np.zeros(d, np.uint8), np.empty(d, np.int64)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from mpirun import mpiexec_path, run_mpi, test_env
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +71,23 @@ def test_sigterm_checkpoints_and_resume_continues(data, tmp_path):
     cmd = [mpiexec_path(), "-n", "3", sys.executable, "-m", "mpidml.train", "--data", data["train"],
            "--epochs", "20000", "--batch-size", "256", "--checkpoint-dir", str(ck), "-q",
            "--metrics", str(metrics)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=test_env(), start_new_session=True)
+    proc = spawn(cmd)
     try:
         # wait until training is under way: the first epoch record is in the metrics file
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + scaled(90)
         while not (metrics.exists() and '"type": "epoch"' in metrics.read_text()):
             if proc.poll() is not None or time.monotonic() > deadline:
-                out, err = proc.communicate(timeout=30) if proc.poll() is None else proc.communicate()
+                out, err = kill_group(proc)
                 pytest.fail(f"training did not start (rc {proc.returncode}):\n{out}\n{err}")
             time.sleep(0.2)
-        ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True)
+        ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True,
+                               timeout=scaled(30))
         pids = [int(x) for x in ranks.stdout.split() if int(x) != proc.pid]
         assert pids, ranks
         os.kill(pids[-1], signal.SIGTERM)     # as Slurm signals a task before the time limit
-        out, err = proc.communicate(timeout=60)
+        out, err = finish(proc, 60, "the job after SIGTERM of one rank")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert proc.returncode == 3, out + err
     assert "stopped by a signal at step" in out
     files = os.listdir(ck)

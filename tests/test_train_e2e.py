@@ -2,17 +2,19 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
 import pytest
 
-from mpirun import HERE, run, run_mpi
-from reference import binary_problem
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import HERE, finish, kill_group, mpiexec_path, run, run_mpi, scaled, spawn
+from reference import binary_problem
 
 L2 = 1e-4
 TRAIN_ARGS = ["--batch-size", "256", "--epochs", "5", "--l2", str(L2), "-q"]
@@ -100,7 +102,7 @@ def test_full_batch_gradient_is_exact_for_uneven_and_empty_shards(tmp_path):
             objectives[p] = read_metrics(metrics)[-1]["objective"]
         ref = objectives[1]
         assert ref < np.log(2) - 1e-3  # it trained
-        for p, f in objectives.items():
+        for f in objectives.values():
             assert abs(f - ref) < 1e-12, (n, objectives)
 
 
@@ -159,13 +161,15 @@ def test_default_run_8_ranks_oversubscribed(tmp_path):
 
 
 def test_concurrent_runs_share_the_cache_safely(tmp_path):
-    env = dict(os.environ, MPIDML_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "mpidml.train", "--epochs", "1", "-q"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out + err
+    procs = [spawn(cmd, env={"MPIDML_CACHE_DIR": str(tmp_path)}) for _ in range(2)]
+    try:
+        for proc in procs:
+            out, err = finish(proc, 120)
+            assert proc.returncode == 0, out + err
+    finally:
+        for proc in procs:
+            kill_group(proc)
     assert sorted(f for f in os.listdir(tmp_path) if not f.endswith(".h5")) == []
 
 
@@ -191,23 +195,18 @@ def test_example_spmd_program(tmp_path):
 
 def test_kill_9_of_one_rank_ends_the_job(dataset, tmp_path):
     """kill -9 of one rank mid-run: the launcher ends the whole job, nonzero, in < 30 s."""
-    import signal
-    import time
-
-    from mpirun import mpiexec_path, test_env
-
     marker = str(tmp_path / "kill9-marker")   # unique argument to find this job's ranks
     cmd = [mpiexec_path(), "-n", "3", sys.executable, "-m", "mpidml.train", "--data", dataset["train"],
            "--epochs", "100000", "--cache-dir", marker, "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=test_env(), start_new_session=True)
+    proc = spawn(cmd)
     def job_ranks():
-        out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True)
+        out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True,
+                             timeout=scaled(30))
         return [int(p) for p in out.stdout.split() if int(p) != proc.pid]
 
     try:
         ranks = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while len(ranks) < 3 and time.monotonic() < deadline:
             ranks = job_ranks()
             time.sleep(0.2)
@@ -225,9 +224,7 @@ def test_kill_9_of_one_rank_ends_the_job(dataset, tmp_path):
         else:
             pytest.fail("no rank of the running job could be killed")
         t0 = time.monotonic()
-        proc.communicate(timeout=30)
-        assert proc.returncode != 0 and time.monotonic() - t0 < 30
+        finish(proc, 30, "the job after kill -9 of one rank")
+        assert proc.returncode != 0 and time.monotonic() - t0 < 30   # the property: not scaled
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        kill_group(proc)

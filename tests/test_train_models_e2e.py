@@ -3,14 +3,13 @@ on multi-class / real-valued HDF5 files written here with h5py (labels from a ra
 teacher network), with identical replicas on every rank."""
 
 import json
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
 from mpirun import run, run_mpi
-
-import sys
 
 D, K = 20, 4
 

@@ -182,7 +182,8 @@ def _convert(args) -> None:
                 args.n_features, args.label_column, args.delimiter, args.x_key, args.y_key,
                 args.labels, args.block_rows)
     print(f"wrote {s['path']}: {s['rows']} x {s['d']} {'CSR' if s['sparse'] else 'dense'} {s['dtype']}"
-          + (f", nnz {s['nnz']}, indices {s['index_dtype']}" if s["sparse"] else "") + f" in {time.perf_counter() - t0:.1f} s")
+          + (f", nnz {s['nnz']}, indices {s['index_dtype']}" if s["sparse"] else "")
+          + f" in {time.perf_counter() - t0:.1f} s")
 
 
 def _check(args) -> None:

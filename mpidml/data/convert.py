@@ -54,7 +54,7 @@ def libsvm_blocks(path: str, zero_based: bool = False, n_features: int | None = 
     """Yield (CSRMatrix block, labels float64) from a libsvm file; d of each block is
     ``n_features`` or 0 (the caller tracks the largest column)."""
     shift = 0 if zero_based else 1
-    with open(path, "r") as fh:
+    with open(path) as fh:
         labels, cols, vals, indptr = [], [], [], [0]
         for lineno, line in enumerate(fh, 1):
             line = line.split("#", 1)[0].strip()
@@ -98,7 +98,7 @@ def _csr_block(cols, vals, indptr, d, dtype) -> CSRMatrix:
 def csv_blocks(path: str, label_column="0", delimiter: str = ",", block_rows: int = BLOCK_ROWS,
                dtype=np.float32):
     """Yield (X dense block, labels float64) from a CSV file of numbers."""
-    with open(path, "r") as fh:
+    with open(path) as fh:
         first = fh.readline()
         if not first.strip():
             raise MpidmlError(f"{path}: empty file")
@@ -224,7 +224,8 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     if fmt == "libsvm":
         blocks = libsvm_blocks(src, zero_based, n_features, block_rows, dtype)
         # int32 indices unless a column needs int64 (decided while streaming: see the writer)
-        sparse, index_dtype, d = True, ("auto" if n_features is None or n_features > 2**31 else np.int32), n_features or 0
+        index_dtype = "auto" if n_features is None or n_features > 2**31 else np.int32
+        sparse, d = True, n_features or 0
     elif fmt == "csv":
         blocks = csv_blocks(src, label_column, delimiter, block_rows, dtype)
         sparse, index_dtype, d = False, None, None

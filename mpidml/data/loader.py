@@ -27,8 +27,7 @@ import h5py
 import numpy as np
 
 from ..runtime.errors import MpidmlError, fail_together
-from .layout import (LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows, open_dataset,
-                     open_h5)
+from .layout import LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows, open_dataset, open_h5
 from .partition import file_spans, shard_rows
 
 __all__ = ["Shard", "load_shard", "load_shard_collective", "load_feature_block", "read_header", "RowReader",

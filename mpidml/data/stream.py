@@ -192,8 +192,9 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
                            part: tuple[int, int] | None = None):
     """Collective over ``comm``: open this rank's contiguous rows of ``spec`` as a
     ``ChunkStream`` under ``budget`` bytes. The ranks agree on the label plan (a pass over
-    their labels); ``prefetch=None`` decides by ``prefetch_pays_off``; with ``validate`` every chunk is read once up front so that bad values
-    fail all ranks together here rather than one rank in the middle of training.
+    their labels); ``prefetch=None`` decides by ``prefetch_pays_off``; with ``validate`` every
+    chunk is read once up front so that bad values fail all ranks together here rather than
+    one rank in the middle of training.
     """
     size, rank = comm.Get_size(), comm.Get_rank()
     if part is not None:      # (parts, index): split over ``parts`` ranks; index -1 streams no rows

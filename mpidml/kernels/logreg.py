@@ -28,8 +28,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._common import (FASTMATH, add_rows8, chunk_bounds, consecutive, dot_row, sparse_dot,
-                      sum_parts_into, uidx, zero)
+from ._common import FASTMATH, add_rows8, chunk_bounds, consecutive, dot_row, sparse_dot, sum_parts_into, uidx, zero
 from .simd import lanes, pow2_neg_f32, vadd, vfma, vload_tail, vsplat, vstore_tail, vsum, vzero
 
 __all__ = [
@@ -253,7 +252,8 @@ def _dense_range_regs(X, y, rows, lo, hi, w, grad, scratch, logistic):
     yb = scratch[1]
     w0, w1, w2, w3 = vload_tail(w, 0, d), vload_tail(w, n, d), vload_tail(w, 2 * n, d), vload_tail(w, 3 * n, d)
     w4, w5, w6, w7 = vload_tail(w, 4 * n, d), vload_tail(w, 5 * n, d), vload_tail(w, 6 * n, d), vload_tail(w, 7 * n, d)
-    g0, g1, g2, g3 = vload_tail(grad, 0, d), vload_tail(grad, n, d), vload_tail(grad, 2 * n, d), vload_tail(grad, 3 * n, d)
+    g0, g1 = vload_tail(grad, 0, d), vload_tail(grad, n, d)
+    g2, g3 = vload_tail(grad, 2 * n, d), vload_tail(grad, 3 * n, d)
     g4, g5 = vload_tail(grad, 4 * n, d), vload_tail(grad, 5 * n, d)
     g6, g7 = vload_tail(grad, 6 * n, d), vload_tail(grad, 7 * n, d)
     bias = w[d]

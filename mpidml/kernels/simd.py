@@ -28,7 +28,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vec", "lanes", "pow2_neg_f32", "vload", "vload_tail", "vstore", "vstore_tail", "vsplat", "vzero", "vfma", "vadd", "vsum"]
+__all__ = ["Vec", "lanes", "pow2_neg_f32", "vload", "vload_tail", "vstore", "vstore_tail", "vsplat", "vzero", "vfma",
+           "vadd", "vsum"]
 
 VECTOR_BYTES = 64
 

@@ -137,7 +137,8 @@ if p & (p - 1) == 0:
 # 6. compressed / decentralized variants train: objective decreases, bytes counted, consensus identical
 def objective(params):
     s = np.zeros(2)
-    s[0] = model_full.loss_grad_sum(X, y, np.arange(len(y), dtype=np.int64), params, np.empty_like(params)) if len(y) else 0
+    everything = np.arange(len(y), dtype=np.int64)
+    s[0] = model_full.loss_grad_sum(X, y, everything, params, np.empty_like(params)) if len(y) else 0
     s[1] = len(y)
     tot = np.array(comm.allreduce(s))
     return tot[0] / tot[1]

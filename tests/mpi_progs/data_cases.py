@@ -18,13 +18,13 @@ import numpy as np
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from datasets import make_set  # noqa: E402
-
 from mpidml.data.layout import CSRMatrix  # noqa: E402
 from mpidml.data.loader import load_shard_collective  # noqa: E402
 from mpidml.data.partition import shuffled_rows  # noqa: E402
 from mpidml.data.stream import open_stream_collective  # noqa: E402
 from mpidml.data.writer import write_dense  # noqa: E402
+
+from datasets import make_set  # noqa: E402
 
 comm = MPI.COMM_WORLD.Dup()
 p, rank = comm.Get_size(), comm.Get_rank()
