@@ -14,8 +14,9 @@ This module imports nothing heavy (it is imported by ``--help``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["knob", "knobs_of", "Knob", "check_value"]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Algorithm, AlgoContext, Control, Outcome
+from .base import AlgoContext, Algorithm, Control, Outcome
 
 __all__ = ["register", "algorithm_class", "algorithm_names", "make_algorithm", "Algorithm", "AlgoContext",
            "Control", "Outcome"]

@@ -7,9 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.layout import CSRMatrix
-from ..kernels.logreg import (logreg_block_grad_csr, logreg_block_grad_dense, logreg_correct_margins,
-                              logreg_partial_margins_csr, logreg_partial_margins_dense, logreg_residuals,
-                              new_scratch)
+from ..kernels.logreg import (
+    logreg_block_grad_csr,
+    logreg_block_grad_dense,
+    logreg_correct_margins,
+    logreg_partial_margins_csr,
+    logreg_partial_margins_dense,
+    logreg_residuals,
+    new_scratch,
+)
 from ..models import Model
 
 __all__ = ["BlockLogReg", "load_blocks"]

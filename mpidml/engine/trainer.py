@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .config import TrainConfig
-from .hooks import Hooks, ProgressHook, RunLog, TimelineHook, WatchdogHook
+from .hooks import Hooks, ProgressHook, TimelineHook, WatchdogHook
 
 __all__ = ["Trainer"]
 

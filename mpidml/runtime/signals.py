@@ -1,5 +1,5 @@
 """Stop requests from signals (SIGTERM, SIGUSR1: what Slurm sends before a time limit or
-preemption with ``--signal``), agreed on by all ranks.
+preemption with ``--signal``; SIGINT, a Ctrl-C, is treated the same), agreed on by all ranks.
 
 The handler only sets a flag. The training loop adds the flag to the step's fused
 allreduce buffer, so every rank learns at the same step that some rank was asked to
@@ -19,14 +19,15 @@ EXIT_STOPPED = 3   # stopped by a signal after writing a checkpoint; resume with
 class StopRequest:
     """Install handlers for ``signals``; ``requested`` becomes the signal number."""
 
-    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR1)):
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)):
         self.requested = 0
         self._previous = {}
         for sig in signals:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
-        self.requested = signum
+        # a repeated signal keeps the first request: the stop is already under way
+        self.requested = self.requested or signum
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
