@@ -66,6 +66,8 @@ class TrainConfig:
     checkpoint_every: int = 0       # steps between checkpoints (0: only at the end / on a signal)
     checkpoint_keep: int = 3
     resume: bool = False
+    overwrite_checkpoints: bool = False   # a fresh run may replace another run's checkpoints (checkpoint.py)
+    resume_with_changes: bool = False     # --resume may change lr, epochs, schedule, ... (checkpoint.RESUME_RULES)
     stall_timeout: float = 300.0    # seconds without progress before the watchdog aborts (0: off)
     debug_collectives: bool = False  # check every collective's signature across ranks (comm/debug.py)
     memory_budget: str | int | None = None   # out-of-core: "512M" (CLI, >= 256M) or bytes (API)
@@ -133,6 +135,11 @@ class TrainConfig:
             raise ValueError("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
         if (self.resume or self.checkpoint_every) and not self.checkpoint_dir:
             raise ValueError("--resume and --checkpoint-every need --checkpoint-dir")
+        if self.overwrite_checkpoints and (self.resume or not self.checkpoint_dir):
+            raise ValueError("--overwrite-checkpoints starts a fresh run in --checkpoint-dir: it needs "
+                             "--checkpoint-dir and cannot be combined with --resume")
+        if self.resume_with_changes and not self.resume:
+            raise ValueError("--resume-with-changes needs --resume")
         if self.stall_timeout < 0:
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
         if self.test and not self.data:
@@ -370,7 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many checkpoints to keep")
     g.add_argument("--resume", action="store_true",
                    help="continue from the newest valid checkpoint in --checkpoint-dir (same rank "
-                        "count: bit-for-bit; other counts: re-partitioned); none there: start fresh")
+                        "count: bit-for-bit; other counts: re-partitioned); none there: start fresh. "
+                        "Only this directory's run is resumed, and only under the same settings")
+    g.add_argument("--overwrite-checkpoints", action="store_true",
+                   help="let a fresh run (no --resume) use a --checkpoint-dir that holds another run's "
+                        "checkpoints: they are moved aside and deleted once this run's first checkpoint "
+                        "is written (without this flag such a start is refused)")
+    g.add_argument("--resume-with-changes", action="store_true",
+                   help="let --resume continue under changed --lr, --epochs, schedule, --momentum, --l2 "
+                        "and similar settings (listed in the metrics header as resume_changes); changes "
+                        "of --batch-size, --data, --seed, --partition or the model are always refused")
     g.add_argument("--stall-timeout", type=float, metavar="SEC", default=d.stall_timeout,
                    help="abort the job when a rank makes no progress for this long, naming where "
                         "each rank was (0 = off)")
@@ -479,7 +495,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     returns the same summary dict (final objective, test accuracy, parameters …)."""
     from .comm.ring import counters, ring_allreduce
     from .data.cache import ensure_default_dataset
-    from .checkpoint import Checkpointer
+    from .checkpoint import Checkpointer, lock_directory
     from .data.batches import InMemoryRows, StreamedRows, loss_grad_pieces
     from .data.loader import load_shard_collective
     from .data.stream import open_stream_collective
@@ -501,6 +517,8 @@ def train(cfg: TrainConfig, comm) -> dict:
         return parse_fault(cfg.inject_fault)
 
     fault = fail_together(comm, "checking the configuration", check_config)
+    # ckpt: one job per checkpoint directory, refused before the data is loaded (checkpoint.py)
+    ckpt_lock = lock_directory(comm, cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     if cfg.debug_collectives:
         from .comm import debug
         debug.enable()
@@ -583,10 +601,11 @@ def train(cfg: TrainConfig, comm) -> dict:
     start_step = 0
     if cfg.checkpoint_dir:
         ckpt = Checkpointer(comm, cfg.checkpoint_dir, cfg.checkpoint_keep, model_desc,
-                            {k: v for k, v in asdict(cfg).items() if k != "resume"}, fault)
-        ckpt.check_writable()
+                            {k: v for k, v in asdict(cfg).items() if k != "resume"}, fault,
+                            data=cfg.data, resume=cfg.resume, overwrite=cfg.overwrite_checkpoints,
+                            resume_with_changes=cfg.resume_with_changes, lock=ckpt_lock)
+        found = ckpt.open(log.always)   # claims the directory, or finds this run's checkpoint
         if cfg.resume:
-            found = ckpt.resume(log.always)
             if found is None:
                 log.always(f"resume: no checkpoint in {cfg.checkpoint_dir}; starting from step 0")
             else:
@@ -618,6 +637,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         "python": platform.python_version(), "config": asdict(cfg),
         "n_train": n, "n_test": test.n_total if test else 0, "d": d, "dtype": str(dtype),
         "steps_per_epoch": steps_per_epoch, "model": cfg.model, "n_classes": n_classes,
+        "resume_changes": ckpt.resume_changes if ckpt is not None else [],
         "threads": {**threads.as_dict(), "applied": threads_applied}, "nparams": model_desc["nparams"], "lr_scaled": base_lr, "algo": algo.describe(),
         # parameters + gradient + optimizer buffers this rank holds (max over ranks)
         "model_bytes_per_rank": max(comm.allgather(algo.params.nbytes + algo.grad.nbytes + sum(
@@ -789,6 +809,8 @@ def train(cfg: TrainConfig, comm) -> dict:
     if cfg.timeline:
         fail_together(comm, f"writing the timeline {cfg.timeline}", timeline.write, cfg.timeline)
     final_ckpt = save_checkpoint(step) if ckpt is not None else None
+    if ckpt is not None:
+        ckpt.close()   # releases the checkpoint directory's lock
     if stopped_by:
         log.always(f"stopped by a signal at step {step}; "
                    + (f"checkpoint {final_ckpt}; continue with --resume" if final_ckpt
