@@ -62,10 +62,25 @@ from . import __version__
 from .runtime.atomic import atomic_path, sweep_temp_files
 from .runtime.errors import MpidmlError, fail_together
 
-__all__ = ["FORMAT", "RESUME_RULES", "Checkpoint", "Checkpointer", "DirectoryLock", "lock_directory",
-           "write_checkpoint", "read_checkpoint", "latest_checkpoint", "select_checkpoint",
-           "list_checkpoints", "check_compatible", "compare_configs", "config_digest", "data_identity",
-           "attrs_digest", "read_manifest"]
+__all__ = [
+    "FORMAT",
+    "RESUME_RULES",
+    "Checkpoint",
+    "Checkpointer",
+    "DirectoryLock",
+    "attrs_digest",
+    "check_compatible",
+    "compare_configs",
+    "config_digest",
+    "data_identity",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "lock_directory",
+    "read_checkpoint",
+    "read_manifest",
+    "select_checkpoint",
+    "write_checkpoint",
+]
 
 FORMAT = 2          # 2: run identity, data identity, contents and attrs_sha256 (1: read, unverified attrs)
 _READABLE = (1, 2)
@@ -266,8 +281,8 @@ def select_checkpoint(directory: str, run_id: str | None = None) -> tuple[Checkp
             continue
         theirs = ck.meta.get("run_id")
         if run_id is not None and theirs != run_id:
-            skipped.append((path, f"written by {f'run {theirs}' if theirs else 'a run without a run id'}, "
-                                  f"not by this directory's run {run_id}"))
+            who = f"run {theirs}" if theirs else "a run without a run id"
+            skipped.append((path, f"written by {who}, not by this directory's run {run_id}"))
             continue
         return ck, skipped
     return None, skipped
@@ -387,10 +402,9 @@ def read_manifest(directory: str) -> dict | None:
 
 
 def _write_manifest(directory: str, manifest: dict) -> None:
-    with atomic_path(os.path.join(directory, MANIFEST)) as tmp:
-        with open(tmp, "w") as fh:
-            json.dump(manifest, fh, indent=1, sort_keys=True)
-            fh.write("\n")
+    with atomic_path(os.path.join(directory, MANIFEST)) as tmp, open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+        fh.write("\n")
 
 
 def _now() -> str:
@@ -572,9 +586,8 @@ class Checkpointer:
                 self._log(f"note: keeping {tmp}: its writer may still be running "
                           "(another job writing into this directory?)")
         probe = os.path.join(self.directory, ".write-test")
-        with atomic_path(probe) as tmp:
-            with open(tmp, "w") as fh:
-                fh.write("ok")
+        with atomic_path(probe) as tmp, open(tmp, "w") as fh:
+            fh.write("ok")
         os.unlink(probe)
 
     def _manifest(self, created: str | None = None) -> None:

@@ -14,11 +14,19 @@ import time
 import h5py
 import numpy as np
 import pytest
-
 from mpirun import mpiexec_path, run_mpi, test_env
 
-from mpidml.checkpoint import (RESUME_RULES, DirectoryLock, compare_configs, data_identity, list_checkpoints,
-                               read_checkpoint, read_manifest, select_checkpoint, write_checkpoint)
+from mpidml.checkpoint import (
+    RESUME_RULES,
+    DirectoryLock,
+    compare_configs,
+    data_identity,
+    list_checkpoints,
+    read_checkpoint,
+    read_manifest,
+    select_checkpoint,
+    write_checkpoint,
+)
 from mpidml.data.synth import make_binary_dense
 from mpidml.runtime.atomic import sweep_temp_files
 from mpidml.runtime.errors import MpidmlError
@@ -66,6 +74,16 @@ def test_every_train_setting_is_classified():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert fields - set(RESUME_RULES) == set(), "add the new TrainConfig field to checkpoint.RESUME_RULES"
     assert set(RESUME_RULES.values()) == {"breaking", "allowed", "ignored"}
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"overwrite_checkpoints": True}, "it needs --checkpoint-dir"),
+    ({"checkpoint_dir": "ck", "resume": True, "overwrite_checkpoints": True}, "cannot be combined with --resume"),
+    ({"checkpoint_dir": "ck", "resume_with_changes": True}, "--resume-with-changes needs --resume"),
+])
+def test_new_flags_are_checked(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(**kw).validate()
 
 
 def test_tampered_attributes_and_contents_are_damage(tmp_path):

@@ -17,7 +17,7 @@ import re
 import socket
 import tempfile
 
-__all__ = ["atomic_path", "temp_writer", "writer_alive", "sweep_temp_files"]
+__all__ = ["atomic_path", "sweep_temp_files", "temp_writer", "writer_alive"]
 
 # hostnames hold no '@' and mkstemp's random part neither: the fields parse back unambiguously
 _TEMP_NAME = re.compile(r"\.@(?P<host>[^@/]+)@(?P<pid>\d+)@[^@/]*\.tmp$")
