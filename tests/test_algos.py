@@ -141,7 +141,7 @@ def test_async_easgd_resume_and_straggler(data, tmp_path):
     first = train(3, data, "--algo", "easgd_async", "--epochs", "2", "--checkpoint-dir", ck, "--checkpoint-every", "1")
     assert first.returncode == 0, first.output
     more = train(3, data, "--algo", "easgd_async", "--epochs", "4", "--checkpoint-dir", ck, "--resume",
-                 "--inject-fault", "slow:0:0.002", metrics=tmp_path / "m.jsonl")
+                 "--resume-with-changes", "--inject-fault", "slow:0:0.002", metrics=tmp_path / "m.jsonl")
     assert more.returncode == 0 and "resume:" in more.stdout, more.output
     recs = records(tmp_path / "m.jsonl")
     assert recs[-1]["resumed_from_step"] > 0 and [r["epoch"] for r in recs if r["type"] == "epoch"] == [3, 4]

@@ -259,7 +259,16 @@ class CheckpointConfig:
                                  metavar="STEPS")
     checkpoint_keep: int = knob(3, "how many checkpoints to keep", metavar="K")
     resume: bool = knob(False, "continue from the newest valid checkpoint in --checkpoint-dir (same rank count: "
-                               "bit-for-bit; other counts: re-partitioned); none there: start fresh")
+                               "bit-for-bit; other counts: re-partitioned); none there: start fresh. Only this "
+                               "directory's run is resumed, and only under the same settings")
+    overwrite_checkpoints: bool = knob(False, "let a fresh run (no --resume) use a --checkpoint-dir that holds "
+                                              "another run's checkpoints: they are moved aside and deleted once "
+                                              "this run's first checkpoint is written (without this flag such a "
+                                              "start is refused)")
+    resume_with_changes: bool = knob(False, "let --resume continue under changed --lr, --epochs, schedule, "
+                                            "--momentum, --l2 and similar settings (listed in the metrics header "
+                                            "as resume_changes); changes of --batch-size, --data, --seed, "
+                                            "--partition or the model are always refused")
     stall_timeout: float = knob(300.0, "abort the job when a rank makes no progress for this long, naming where "
                                        "each rank was (0 = off); long phases (evaluation, loading) beat it too",
                                 metavar="SEC")
@@ -278,6 +287,11 @@ class CheckpointConfig:
             raise ValueError("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
         if (self.resume or self.checkpoint_every) and not self.checkpoint_dir:
             raise ValueError("--resume and --checkpoint-every need --checkpoint-dir")
+        if self.overwrite_checkpoints and (self.resume or not self.checkpoint_dir):
+            raise ValueError("--overwrite-checkpoints starts a fresh run in --checkpoint-dir: it needs "
+                             "--checkpoint-dir and cannot be combined with --resume")
+        if self.resume_with_changes and not self.resume:
+            raise ValueError("--resume-with-changes needs --resume")
         if not (self.stall_timeout >= 0):
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
 

@@ -64,6 +64,10 @@ def _check_config(t) -> None:
         return parse_fault(cfg.inject_fault)
 
     t.fault = fail_together(comm, "checking the configuration", check)
+    t.ckpt_lock = None
+    if cfg.checkpoint_dir:     # one job per checkpoint directory, refused before the data is loaded
+        from ..checkpoint import lock_directory
+        t.ckpt_lock = lock_directory(comm, cfg.checkpoint_dir)
     if cfg.debug_collectives:
         from ..comm import debug
         debug.enable()
@@ -278,11 +282,12 @@ def _open_checkpoints(t) -> None:
         return
     t.mark("start-up: checkpoints", -1)
     t.ckpt = Checkpointer(t.comm, cfg.checkpoint_dir, cfg.checkpoint_keep, t.model_desc,
-                          {k: v for k, v in dataclasses.asdict(cfg).items() if k != "resume"}, t.fault)
-    t.ckpt.check_writable()
+                          {k: v for k, v in dataclasses.asdict(cfg).items() if k != "resume"}, t.fault,
+                          data=cfg.data, resume=cfg.resume, overwrite=cfg.overwrite_checkpoints,
+                          resume_with_changes=cfg.resume_with_changes, lock=t.ckpt_lock)
+    found = t.ckpt.open(log.always)   # claims the directory, or finds this run's checkpoint
     if not cfg.resume:
         return
-    found = t.ckpt.resume(log.always)
     if found is None:
         log.always(f"resume: no checkpoint in {cfg.checkpoint_dir}; starting from step 0")
         return
@@ -316,6 +321,7 @@ def _announce(t) -> None:
         "python": platform.python_version(), "config": dataclasses.asdict(cfg),
         "n_train": t.n, "n_test": t.test.n_total if t.test else 0, "d": t.d, "dtype": str(dtype),
         "steps_per_epoch": t.steps_per_epoch, "model": t.model_desc["kind"], "n_classes": t.n_classes,
+        "resume_changes": t.ckpt.resume_changes if t.ckpt is not None else [],
         "threads": {**t.threads.as_dict(), "applied": t.threads_applied}, "nparams": t.model_desc["nparams"],
         "lr_scaled": t.base_lr, "algo": algo.describe(),
         # parameters + gradient + optimizer buffers this rank holds (max over ranks)

@@ -67,6 +67,9 @@ class Trainer:
             return self._finish()
         finally:
             self.watchdog.stop()
+            lock = getattr(self, "ckpt_lock", None)
+            if lock is not None:      # an in-process caller may start another run on the directory
+                lock.release()
             if self.restore_signals:
                 self.stop.restore()
 
@@ -186,6 +189,8 @@ class Trainer:
         cfg, log, comm = self.cfg, self.log, self.comm
         self.mark("checkpoint", self.step)
         final_ckpt = self.save_checkpoint(self.step)
+        if self.ckpt is not None:
+            self.ckpt.close()   # releases the checkpoint directory's lock
         if self.stopped_by:
             log.always(f"stopped by a signal at step {self.step}; "
                        + (f"checkpoint {final_ckpt}; continue with --resume" if final_ckpt
