@@ -477,7 +477,7 @@ class _Log:
 def train(cfg: TrainConfig, comm) -> dict:
     """Collective: run synchronous data-parallel training on ``comm``; every rank
     returns the same summary dict (final objective, test accuracy, parameters …)."""
-    from .comm.ring import counters, ring_allreduce
+    from .comm.collectives import Collectives
     from .data.cache import ensure_default_dataset
     from .checkpoint import Checkpointer
     from .data.batches import InMemoryRows, StreamedRows, loss_grad_pieces
@@ -501,9 +501,9 @@ def train(cfg: TrainConfig, comm) -> dict:
         return parse_fault(cfg.inject_fault)
 
     fault = fail_together(comm, "checking the configuration", check_config)
-    if cfg.debug_collectives:
-        from .comm import debug
-        debug.enable()
+    # ONE Collectives for the run: its counters, its debug mode, the measured allreduce policy
+    coll = Collectives(comm, debug=True if cfg.debug_collectives else None)
+    counters = coll.counters
     if cfg.data is None:
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=_Log(rank, False, None).always)
     log = fail_together(comm, "opening the metrics file", _Log, rank, cfg.quiet, cfg.metrics)
@@ -567,7 +567,7 @@ def train(cfg: TrainConfig, comm) -> dict:
     params = model.init_params(seed=cfg.seed)  # a pure function of the seed: same on all ranks
     opt = make_optimizer(cfg.optimizer, params, cfg.momentum, cfg.weight_decay)
     algo = fail_together(comm, "setting up --algo", make_algorithm, cfg.algo,
-                         AlgoContext(comm, model, params, opt, cfg, rows=source.n))
+                         AlgoContext(comm, model, params, opt, cfg, rows=source.n, coll=coll))
     base_lr = cfg.base_lr()
     metric_key = f"test_{model.metric_name}"
     npar = model.nparams
@@ -652,7 +652,7 @@ def train(cfg: TrainConfig, comm) -> dict:
             evalbuf[npar + 2] = model.metric_sum(test.X, test.y, test_rows, params)
             evalbuf[npar + 3] = test.n
             evalbuf[npar + 4] = model.loss_grad_sum(test.X, test.y, test_rows, params, evalgrad) if test.n else 0
-        ring_allreduce(comm, evalbuf)
+        coll.allreduce(evalbuf)
         grad = evalbuf[:npar] / max(evalbuf[npar + 1], 1)
         model.add_regularizer_grad(params, grad)
         objective = evalbuf[npar] / max(evalbuf[npar + 1], 1) + model.regularizer(params)
@@ -820,10 +820,10 @@ def train(cfg: TrainConfig, comm) -> dict:
     if extra:
         summary.update(extra)
         log.info("  " + ", ".join(f"{k} {v}" for k, v in extra.items()))
-    if cfg.debug_collectives:
-        from .comm import debug
-        summary["collectives_checked"] = debug.total()
-        log.info(f"collective debug mode: {debug.total()} collectives checked on rank 0, all ranks matched")
+    summary["allreduce_calls"] = dict(coll.calls)   # algorithm -> calls (training and evaluation)
+    if coll.debug.on:
+        summary["collectives_checked"] = coll.debug.total()
+        log.info(f"collective debug mode: {coll.debug.total()} collectives checked on rank 0, all ranks matched")
     if cfg.save_model:
         from .saved import save_model
 
@@ -845,6 +845,7 @@ def train(cfg: TrainConfig, comm) -> dict:
         + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if algo.replicated else
            f"evaluated {algo.consensus_kind}"))
     summary["params"] = final.copy()
+    coll.release()
     return summary
 
 

@@ -68,12 +68,18 @@ class BlockLogReg(Model):
         self._weight_slices = [slice(0, self.width)]
         self._scratch = new_scratch(self.dtype)
         self._z = np.empty(0, self.dtype)
+        self.coll = None          # the run's Collectives (FeatureParallel binds it)
+
+    def collectives(self):
+        if self.coll is None:
+            from ..comm.collectives import Collectives
+
+            self.coll = Collectives(self.comm)
+        return self.coll
 
     def margins(self, X, rows, params, reduce: bool = True) -> np.ndarray:
         """Σ over ranks of the partial margins of ``rows`` (no bias), in a model-owned
         buffer; ``reduce=False``: this rank's partial margins only (no communication)."""
-        from ..comm.select import allreduce
-
         m = rows.shape[0]
         if self._z.size < m:
             self._z = np.empty(max(m, 2 * self._z.size), self.dtype)
@@ -84,7 +90,7 @@ class BlockLogReg(Model):
         else:
             logreg_partial_margins_dense(X, rows, w, z)
         if reduce and self.comm.Get_size() > 1:
-            allreduce(self.comm, z)
+            self.collectives().allreduce(z)
         return z
 
     def loss_grad_sum(self, X, y, rows, params, grad, reduce: bool = True) -> float:
@@ -149,6 +155,7 @@ class FeatureParallel(Algorithm):
         if not isinstance(self.model, BlockLogReg):
             raise ValueError("--algo feature_parallel needs the column-block model (train.py builds it)")
         self._evalgrad = np.zeros(self.npar, dtype=self.params.dtype)
+        self.model.coll = self.coll      # the model's margin allreduce counts in the run's collectives
         self.weights_per_rank = max(self.comm.allgather(self.npar))
 
     def step(self, step, loss, count, lr, stop):
@@ -161,20 +168,16 @@ class FeatureParallel(Algorithm):
     def consensus(self):
         """Collective: the full model ``[w | b]`` (each rank's block written into zeros,
         summed by one allreduce: exact)."""
-        from ..comm.select import allreduce
-
         a, b = self.model.owned(self.size, self.rank)
         full = np.zeros(self.model.nparams_full, dtype=self.params.dtype)
         full[a:b] = self.params[:b - a]
         if self.size > 1:
-            allreduce(self.comm, full)
+            self.coll.allreduce(full)
         return full
 
     def evaluate(self, source, test, test_rows):
         """Collective: (objective, gradient norm, test accuracy, test loss) of the
         current model, feature-parallel (no rank assembles the weights)."""
-        from ..comm.select import native_allreduce
-
         model, params, g = self.model, self.params, self._evalgrad
         gsum = np.zeros(self.npar, dtype=np.float64)
         loss = count = 0.0
@@ -187,7 +190,7 @@ class FeatureParallel(Algorithm):
         a, b = model.owned(self.size, self.rank)
         own = gsum[:b - a]        # the bias's gradient is counted on the last rank only
         sums = np.array([float(own @ own), model.regularizer(params)])
-        native_allreduce(self.comm, sums)
+        self.coll.allreduce(sums)
         objective = loss / max(count, 1) + sums[1]
         acc = test_loss = None
         if test is not None and test.n:
