@@ -4,7 +4,14 @@ Each rank of an SPMD job (``mpirun -n 8 python -m mpidml.train``) reads its own
 row range of an HDF5 data set, computes gradients with numba kernels and moves
 them with mpidml's own collectives (``mpidml.comm``).
 
-The small public API re-exported here is what a user's own SPMD program needs::
+The public API re-exported here:
+
+    mpidml.fit(model, data=..., algo=..., **options)   train any Model with any algorithm
+    mpidml.Model                                       the model protocol (subclass it)
+    mpidml.register, mpidml.Algorithm                  add an algorithm (one module)
+    mpidml.TrainConfig, mpidml.Hook                    the run's settings; hooks around the loop
+
+and the pieces for a user's own SPMD program::
 
     from mpidml import ring_allreduce, shard_rows, load_shard, LogReg, SGD
 """
@@ -13,6 +20,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "fit",
+    "FitResult",
+    "Model",
+    "register",
+    "Algorithm",
+    "TrainConfig",
+    "Hook",
     "ring_allreduce",
     "ring_reduce_scatter",
     "ring_allgather",
@@ -41,6 +55,21 @@ def __getattr__(name):
     if name in ("LogReg", "Softmax", "LeastSquares", "MLP"):
         from . import models
         return getattr(models, name)
+    if name in ("fit", "FitResult"):
+        from . import api
+        return getattr(api, name)
+    if name == "Model":
+        from .models import Model
+        return Model
+    if name in ("register", "Algorithm"):
+        from . import algos
+        return getattr(algos, name)
+    if name == "TrainConfig":
+        from .engine.config import TrainConfig
+        return TrainConfig
+    if name == "Hook":
+        from .engine.hooks import Hook
+        return Hook
     if name in ("SGD", "Adam"):
         from . import optim
         return getattr(optim, name)

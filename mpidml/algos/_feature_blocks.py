@@ -45,12 +45,18 @@ class BlockLogReg(Model):
         self._weight_slices = [slice(0, self.width)]
         self._scratch = new_scratch(self.dtype)
         self._z = np.empty(0, self.dtype)
+        self.coll = None          # the run's Collectives (FeatureParallel binds it)
+
+    def collectives(self):
+        if self.coll is None:
+            from ..comm.collectives import Collectives
+
+            self.coll = Collectives(self.comm)
+        return self.coll
 
     def margins(self, X, rows, params, reduce: bool = True) -> np.ndarray:
         """Σ over ranks of the partial margins of ``rows`` (no bias), in a model-owned
         buffer; ``reduce=False``: this rank's partial margins only (no communication)."""
-        from ..comm.select import allreduce
-
         m = rows.shape[0]
         if self._z.size < m:
             self._z = np.empty(max(m, 2 * self._z.size), self.dtype)
@@ -61,7 +67,7 @@ class BlockLogReg(Model):
         else:
             logreg_partial_margins_dense(X, rows, w, z)
         if reduce and self.comm.Get_size() > 1:
-            allreduce(self.comm, z)
+            self.collectives().allreduce(z)
         return z
 
     def loss_grad_sum(self, X, y, rows, params, grad, reduce: bool = True) -> float:

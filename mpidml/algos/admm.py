@@ -86,8 +86,6 @@ class ADMM(Algorithm):
         self._buf = np.zeros(self.npar + 1 + CONTROL_SIZE, dtype=self.params.dtype)
 
     def step(self, step, loss, count, lr, stop):
-        from ..comm.select import allreduce
-
         self.control.note(step, loss, count, self.grad)
         g = self.grad
         if count > 0:
@@ -107,7 +105,7 @@ class ADMM(Algorithm):
         buf[:n] *= buf.dtype.type(self.rows)
         buf[n] = self.rows
         self.control.pack(buf[n + 1:], stop)
-        allreduce(self.comm, buf)
+        self.coll.allreduce(buf)
         out = self.control.settle(buf[n + 1:], step)
         if buf[n] > 0:
             np.multiply(buf[:n], buf.dtype.type(1.0 / buf[n]), out=self.z)

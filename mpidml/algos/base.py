@@ -7,26 +7,34 @@ exchange, with whom and when, and applies the optimizer. It returns an ``Outcome
 on the steps where the ranks agreed on something global (a *control point*), else
 ``None``.
 
-Control points carry four numbers per rank — loss sum, sample count, "a signal asked
-me to stop", "my gradient went NaN/inf" — fused into the algorithm's own collective
+Control points carry four named numbers per rank (``comm.collectives.CONTROL``: loss
+sum, sample count, "a signal asked me to stop", "my gradient went NaN/inf") fused into the algorithm's own collective
 where it has one (sync: every step; local SGD / EASGD: every τ steps) or sent alone
 as a tiny allreduce every ``control_every`` steps (gossip, push-sum, CHOCO). So a
 NaN on one rank or a SIGTERM to one rank stops every rank at the same step, and a
 decentralized algorithm never waits on a global collective between control points.
+
+Algorithms communicate only through ``self.coll`` (``comm.collectives.Collectives``, one
+per run: its byte counters, debug mode and the measured allreduce policy).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..comm.control import CONTROL, ControlValues
+
+if TYPE_CHECKING:
+    from ..comm.collectives import Collectives
 from ..runtime.errors import EXIT_NUMERIC, CollectiveError
 
-__all__ = ["Algorithm", "AlgoContext", "Control", "Outcome", "CONTROL_SIZE", "fixed_rows"]
+__all__ = ["Algorithm", "AlgoContext", "Control", "Outcome", "CONTROL", "CONTROL_SIZE", "fixed_rows"]
 
-CONTROL_SIZE = 4   # [loss sum, sample count, stop requests, ranks with NaN/inf]
+CONTROL_SIZE = CONTROL.size   # the named slots [loss, count, stop, nan] (comm.collectives.CONTROL)
 
 
 @dataclass
@@ -42,7 +50,8 @@ class Outcome:
 @dataclass
 class AlgoContext:
     """What an algorithm gets: the communicator, the model, its flat parameter buffer
-    and optimizer, and the configuration (``TrainConfig``)."""
+    and optimizer, the configuration (``TrainConfig``) and the run's ``Collectives``
+    (a new one on ``comm`` when not given)."""
 
     comm: object
     model: object
@@ -50,6 +59,12 @@ class AlgoContext:
     opt: object
     cfg: object
     rows: int | None = None     # this rank's training rows (admm weighs its z-update by them)
+    coll: Collectives | None = field(default=None)
+
+    def __post_init__(self):
+        if self.coll is None:
+            from ..comm.collectives import Collectives   # (MPI is imported only when a run starts)
+            self.coll = Collectives(self.comm)
 
     @property
     def dtype(self) -> np.dtype:
@@ -59,13 +74,13 @@ class AlgoContext:
 class Control:
     """Stop / NaN agreement and loss reporting between control points."""
 
-    def __init__(self, comm):
-        self.comm = comm
+    def __init__(self, coll: Collectives):
+        self.coll = coll
+        self.comm = coll.comm
         self.loss = 0.0
         self.count = 0.0
         self.bad_step = -1          # first step whose local loss/gradient was not finite
         self.hint = ""
-        self._alone = np.zeros(CONTROL_SIZE, dtype=np.float64)
 
     def note(self, step: int, loss: float, count: float, grad: np.ndarray) -> None:
         """Record this rank's step (cheap: one pass of ``np.sum`` over the gradient)."""
@@ -74,23 +89,27 @@ class Control:
         if self.bad_step < 0 and not math.isfinite(loss + float(np.sum(grad))):
             self.bad_step = step
 
-    def pack(self, out: np.ndarray, stop: bool) -> None:
-        """Write this rank's four control numbers into ``out`` (part of a sum-reduced buffer)."""
-        out[0] = self.loss
-        out[1] = self.count
-        out[2] = 1 if stop else 0
-        out[3] = 1 if self.bad_step >= 0 else 0
+    def values(self, stop: bool) -> ControlValues:
+        """This rank's control numbers."""
+        return ControlValues(self.loss, self.count, 1.0 if stop else 0.0, 1.0 if self.bad_step >= 0 else 0.0)
 
-    def settle(self, reduced: np.ndarray, step: int) -> Outcome:
-        """After the reduction: same verdict on every rank. Raises on NaN/inf anywhere."""
-        if reduced[3] > 0:
+    def pack(self, out: np.ndarray, stop: bool) -> None:
+        """Write this rank's control numbers into ``out`` (the ``CONTROL`` slots at the
+        tail of a sum-reduced buffer)."""
+        CONTROL.pack(out, self.values(stop))
+
+    def settle(self, reduced: np.ndarray | ControlValues, step: int) -> Outcome:
+        """After the reduction (the ``CONTROL`` slots, or the values): same verdict on
+        every rank. Raises on NaN/inf anywhere."""
+        got = reduced if isinstance(reduced, ControlValues) else CONTROL.unpack(reduced)
+        if got.nan > 0:
             bad = self.comm.allgather(self.bad_step)
             failures = [(r, f"loss or gradient is NaN/inf at step {s}{self.hint}")
                         for r, s in enumerate(bad) if s >= 0]
             raise CollectiveError("training", failures or [(0, f"NaN/inf at step {step}")],
                                   exit_code=EXIT_NUMERIC)
         self.take()
-        return Outcome(float(reduced[0]), float(reduced[1]), bool(reduced[2] > 0))
+        return Outcome(got.loss, got.count, got.stop > 0)
 
     def raise_if_bad_anywhere(self) -> None:
         """Collective (asynchronous algorithms, at epoch ends): raise on every rank if any
@@ -107,12 +126,8 @@ class Control:
         return got
 
     def exchange(self, step: int, stop: bool) -> Outcome:
-        """A control point on its own: one 32-byte allreduce (native MPI; counted)."""
-        from ..comm.select import native_allreduce
-
-        self.pack(self._alone, stop)
-        native_allreduce(self.comm, self._alone)
-        return self.settle(self._alone, step)
+        """A control point on its own: one 32-byte allreduce (counted)."""
+        return self.settle(self.coll.control_exchange(self.values(stop)), step)
 
 
 def fixed_rows(cfg) -> None:
@@ -205,13 +220,14 @@ class Algorithm:
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm
+        self.coll: Collectives = ctx.coll
         self.rank, self.size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         self.params = ctx.params
         self.model = ctx.model
         self.opt = ctx.opt
         self.cfg = ctx.cfg
         self.npar = ctx.params.size
-        self.control = Control(ctx.comm)
+        self.control = Control(ctx.coll)
         self.grad = np.zeros(self.npar, dtype=ctx.dtype)   # the loop writes gradient sums here
         self._avg = None
 
@@ -255,13 +271,11 @@ class Algorithm:
 
     def average_params(self, x: np.ndarray | None = None) -> np.ndarray:
         """Collective: the mean over ranks of ``x`` (default this rank's parameters)."""
-        from ..comm.ring import ring_allreduce
-
         if self._avg is None:
             self._avg = np.empty(self.npar, dtype=self.params.dtype)
         self._avg[:] = self.params if x is None else x
         if self.size > 1:
-            ring_allreduce(self.comm, self._avg, "avg")
+            self.coll.allreduce(self._avg, "avg")
         return self._avg
 
     def disagreement(self) -> float | None:

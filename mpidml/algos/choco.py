@@ -69,14 +69,13 @@ class Choco(Algorithm):
 
     def step(self, step, loss, count, lr, stop):
         from ..comm.codecs import pack, unpack
-        from ..comm.gossip import neighbor_exchange
 
         self.control.note(step, loss, count, self.grad)
         self.local_update(count, lr)
         if self.size > 1:
             payload = self.codec.encode(self.params - self.x_hat)
             pack(self.codec, payload, self.npar, out=self._send)
-            neighbor_exchange(self.comm, self._send, self.neighbors, self._recv)
+            self.coll.neighbor_exchange(self._send, self.neighbors, self._recv)
             q = self._q
             q[:] = 0
             self.codec.decode_add(payload, q)

@@ -6,7 +6,7 @@ identical, on every rank):
 
     d_i = α (x_i − x̃);   x_i ← x_i − d_i;   x̃ ← x̃ + Σ_i d_i = x̃ + α (Σ_i x_i − p x̃)
 
-— one ring allreduce of ``[x_i | control]`` per meeting. α = β/p with β =
+— one allreduce of ``[x_i | control]`` per meeting. α = β/p with β =
 ``--easgd-beta`` (0.9, the paper's choice) unless ``--easgd-alpha`` is given. α = 0
 leaves the workers independent. EAMSGD is the same with momentum on the local steps
 (``--algo eamsgd`` = easgd with Nesterov momentum 0.99 unless --momentum is set).
@@ -83,8 +83,6 @@ class EASGD(CentreModel):
         self._buf = np.zeros(self.npar + CONTROL_SIZE, dtype=self.params.dtype)
 
     def step(self, step, loss, count, lr, stop):
-        from ..comm.ring import ring_allreduce
-
         self.control.note(step, loss, count, self.grad)
         self.local_update(count, lr)
         if (step + 1) % self.tau:
@@ -92,7 +90,7 @@ class EASGD(CentreModel):
         n, buf, a = self.npar, self._buf, self.alpha
         buf[:n] = self.params
         self.control.pack(buf[n:], stop)
-        ring_allreduce(self.comm, buf)
+        self.coll.allreduce(buf)
         out = self.control.settle(buf[n:], step)
         # x_i -= α (x_i − x̃)   and   x̃ += α (Σ x_i − p x̃), both from the values before the meeting
         diff = self.params - self.center

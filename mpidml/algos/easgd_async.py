@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CONTROL_SIZE, Outcome
+from ..comm.tags import Tag
 from . import register
+from .base import CONTROL, CONTROL_SIZE, Outcome
 from .easgd import CentreModel, EASGDConfig, easgd_alpha
 
 __all__ = ["AsyncEASGD"]
 
-_TAG_MEET, _TAG_REPLY = 0x6D30, 0x6D31
+_TAG_MEET, _TAG_REPLY = int(Tag.EASGD_MEET), int(Tag.EASGD_REPLY)
 _END_EPOCH, _STOP = 1.0, 2.0
 
 
@@ -67,9 +68,6 @@ class AsyncEASGD(CentreModel):
 
     # ---- the worker side -------------------------------------------------------------
     def step(self, step, loss, count, lr, stop):
-        from ..comm.p2p import polite_wait
-        from ..comm.ring import counters
-
         self.control.note(step, loss, count, self.grad)
         self.local_update(count, lr)
         self.samples += count
@@ -82,8 +80,7 @@ class AsyncEASGD(CentreModel):
         self.control.pack(msg[n + 1:], stop)
         reqs = [self.comm.Irecv(reply, source=self.center_rank, tag=_TAG_REPLY),
                 self.comm.Isend(msg, dest=self.center_rank, tag=_TAG_MEET)]
-        polite_wait(reqs)
-        counters.add(sent=msg.nbytes, received=reply.nbytes)
+        self.coll.wait(reqs, sent=msg.nbytes, received=reply.nbytes)
         self.samples = 0.0
         self.params -= (self.alpha * (self.params - reply[:n])).astype(self.params.dtype)
         flag = reply[n]
@@ -92,10 +89,8 @@ class AsyncEASGD(CentreModel):
 
     def finish_epoch(self) -> None:
         """Collective after every epoch: the centre's NaN verdict, and x̃ on every rank."""
-        from ..comm.select import bcast
-
         self.control.raise_if_bad_anywhere()     # the centre's bad_step is -1
-        bcast(self.comm, self.center, root=self.center_rank)
+        self.coll.bcast(self.center, root=self.center_rank)
 
     # ---- the centre side ------------------------------------------------------------
     def serve_epoch(self, epoch_samples: float, beat=None) -> bool:
@@ -103,29 +98,25 @@ class AsyncEASGD(CentreModel):
         every worker has been told the epoch is over. Returns whether a stop was requested."""
         from mpi4py import MPI
 
-        from ..comm.p2p import polite_recv
-        from ..comm.ring import counters
-
         n = self.npar
         msg, reply = self._msg, self._reply
         seen, told, stop = 0.0, set(), False
         status = MPI.Status()
+        stop_at, nan_at = n + 1 + CONTROL.offset("stop"), n + 1 + CONTROL.offset("nan")
         while len(told) < self.workers:
-            polite_recv(self.comm, msg, status)      # only meetings come to the centre
+            self.coll.recv_any(msg, status)      # only meetings come to the centre (counted)
             if beat is not None:     # the stall watchdog: the centre is alive while workers meet it
                 beat()
             w = status.Get_source()
-            counters.add(received=msg.nbytes)
             self.meetings[w] += 1
             seen += msg[n]
-            stop = stop or msg[n + 3] > 0
+            stop = stop or msg[stop_at] > 0
             # a worker saw NaN: end the epoch everywhere (finish_epoch then names the worker)
-            stop = stop or msg[n + 4] > 0
+            stop = stop or msg[nan_at] > 0
             reply[:n] = self.center
             ended = seen >= epoch_samples or stop or w in told
             reply[n] = _STOP if stop else (_END_EPOCH if ended else 0.0)
-            self.comm.Send(reply, dest=w, tag=_TAG_REPLY)
-            counters.add(sent=reply.nbytes)
+            self.coll.send(reply, w, _TAG_REPLY)
             self.center += self.alpha * (msg[:n] - reply[:n])
             if ended:
                 told.add(w)

@@ -77,6 +77,7 @@ class FeatureParallel(Algorithm):
         if not isinstance(self.model, BlockLogReg):
             raise ValueError("--algo feature_parallel needs the column-block model (train.py builds it)")
         self._evalgrad = np.zeros(self.npar, dtype=self.params.dtype)
+        self.model.coll = self.coll      # the model's margin allreduce counts in the run's collectives
         self.weights_per_rank = max(self.comm.allgather(self.npar))
 
     def step(self, step, loss, count, lr, stop):
@@ -89,20 +90,16 @@ class FeatureParallel(Algorithm):
     def consensus(self):
         """Collective: the full model ``[w | b]`` (each rank's block written into zeros,
         summed by one allreduce: exact)."""
-        from ..comm.select import allreduce
-
         a, b = self.model.owned(self.size, self.rank)
         full = np.zeros(self.model.nparams_full, dtype=self.params.dtype)
         full[a:b] = self.params[:b - a]
         if self.size > 1:
-            allreduce(self.comm, full)
+            self.coll.allreduce(full)
         return full
 
     def evaluate(self, evaluator):
         """Collective: (objective, gradient norm, test accuracy, test loss) of the
         current model, feature-parallel (no rank assembles the weights)."""
-        from ..comm.select import native_allreduce
-
         model, params, g = self.model, self.params, self._evalgrad
         test, test_rows = evaluator.test, evaluator.test_rows
         gsum = np.zeros(self.npar, dtype=np.float64)
@@ -116,7 +113,7 @@ class FeatureParallel(Algorithm):
         a, b = model.owned(self.size, self.rank)
         own = gsum[:b - a]        # the bias's gradient is counted on the last rank only
         sums = np.array([float(own @ own), model.regularizer(params)])
-        native_allreduce(self.comm, sums)
+        self.coll.allreduce(sums)
         objective = loss / max(count, 1) + sums[1]
         acc = test_loss = None
         if test is not None and test.n:

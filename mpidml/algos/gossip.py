@@ -38,11 +38,9 @@ class Gossip(Algorithm):
         self._scratch = [np.empty(self.npar, dtype=self.params.dtype) for _ in self.neighbors]
 
     def step(self, step, loss, count, lr, stop):
-        from ..comm.gossip import gossip_round
-
         self.control.note(step, loss, count, self.grad)
         if self.size > 1:
-            gossip_round(self.comm, self.params, self.W, self.neighbors, self._scratch)
+            self.coll.gossip_round(self.params, self.W, self.neighbors, self._scratch)
         self.local_update(count, lr)
         return self.control_point(step, stop, self.cfg.control_every)
 

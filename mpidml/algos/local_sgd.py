@@ -2,7 +2,7 @@
 
 Every rank takes optimizer steps on its own mean gradient; every ``--tau`` steps the
 ranks replace their parameters by the sample-weighted mean of all ranks' parameters
-(one ring allreduce of ``[count·x | count | control]``), so with τ = 1 and plain SGD
+(one allreduce of ``[count·x | count | control]``), so with τ = 1 and plain SGD
 it is sync SGD up to rounding. ``--local-after S`` gives *post-local SGD* (Lin 2020):
 average every step for the first S steps, then every τ. Momentum/Adam buffers stay
 local (they are not averaged), as in the papers.
@@ -46,8 +46,6 @@ class LocalSGD(Algorithm):
         return step < self.local_after or (step + 1) % self.tau == 0
 
     def step(self, step, loss, count, lr, stop):
-        from ..comm.ring import ring_allreduce
-
         self.control.note(step, loss, count, self.grad)
         self.local_update(count, lr)
         self.weight += count
@@ -58,7 +56,7 @@ class LocalSGD(Algorithm):
         np.multiply(self.params, self.weight, out=buf[:n])
         buf[n] = self.weight
         self.control.pack(buf[n + 1:], stop)
-        ring_allreduce(self.comm, buf)
+        self.coll.allreduce(buf)
         out = self.control.settle(buf[n + 1:], step)
         if buf[n] > 0:
             self.params[:] = buf[:n] / buf[n]

@@ -64,13 +64,16 @@ import numpy as np
 
 from dataclasses import dataclass
 
+from ..comm.tags import Tag
 from ..options import knob
 from . import register
-from .base import Algorithm, Outcome
+from .base import CONTROL, Algorithm, Outcome
 
 __all__ = ["ParameterServer", "SSPClocks", "parse_staleness"]
 
-_TAG_PUSH, _TAG_REPLY, _TAG_BYE = 0x7030, 0x7031, 0x7032
+_TAG_PUSH, _TAG_REPLY, _TAG_BYE = int(Tag.PS_PUSH), int(Tag.PS_REPLY), int(Tag.PS_BYE)
+_CTRL = 3                                        # meta[3:7] holds the CONTROL slots
+_META_STOP, _META_NAN = _CTRL + CONTROL.offset("stop"), _CTRL + CONTROL.offset("nan")
 _END_EPOCH, _STOP = 1.0, 2.0
 
 
@@ -275,9 +278,6 @@ class ParameterServer(Algorithm):
         """One round trip to every server before computing a batch: deliver the previous
         step's gradient and fetch the parameters this batch reads (all of them for dense
         data; the touched ones for CSR data). Returns an Outcome when the epoch is over."""
-        from ..comm.p2p import polite_wait
-        from ..comm.ring import counters
-
         need = self._needed(pieces)
         cut = None if need is None else np.searchsorted(need, self.bounds)
         reqs, sent = [], 0
@@ -286,7 +286,7 @@ class ParameterServer(Algorithm):
             meta = msg.meta
             push = not self._pushed
             meta[0], meta[1], meta[2] = (self.clock, self._count, self._lr) if push else (0, 0, 0)
-            self.control.pack(meta[3:7], self._stop)
+            self.control.pack(meta[_CTRL:_CTRL + CONTROL.size], self._stop)
             nv = 0
             if push:
                 nv = hi - lo if prev is None else prev.size
@@ -309,7 +309,7 @@ class ParameterServer(Algorithm):
             reqs.append(self.comm.Irecv(self._reply[k], source=self.server_ranks[k], tag=_TAG_REPLY))
             reqs.append(self.comm.Isend(msg.buf[:nbytes], dest=self.server_ranks[k], tag=_TAG_PUSH))
         self._pushed = True
-        polite_wait(reqs)
+        self.coll.wait(reqs)
         got = 0
         for k, (lo, hi) in enumerate(self.shards):
             cols = self._cols[k]
@@ -320,13 +320,12 @@ class ParameterServer(Algorithm):
             else:
                 self.params[lo + cols] = vals
             got += 8 + n * self._item
-        counters.add(sent=sent, received=got)
+        self.coll.counters.add(sent=sent, received=got)
         flag = float(self._reply[0][:8].view(np.float64)[0])    # the first server speaks for the epoch
         if flag < _END_EPOCH:
             return None
         for srv in self.server_ranks[1:]:                        # the others stop waiting for me
-            self.comm.Send(self._bye, dest=srv, tag=_TAG_BYE)
-        counters.add(sent=self._bye.nbytes * (self.K - 1))
+            self.coll.send(self._bye, srv, _TAG_BYE)
         return Outcome(0.0, 0.0, flag >= _STOP, end_epoch=True)
 
     # ---- the server side -------------------------------------------------------------
@@ -334,9 +333,6 @@ class ParameterServer(Algorithm):
         """Answer workers until every one is done with the epoch. Returns whether a stop
         (signal or NaN report) ended it (only the first server decides; others return False)."""
         from mpi4py import MPI
-
-        from ..comm.p2p import polite_recv
-        from ..comm.ring import counters
 
         first = self.k == 0
         clocks = self.clocks
@@ -354,18 +350,16 @@ class ParameterServer(Algorithm):
         msg = self._in
         meta = msg.meta
         while clocks.active:
-            polite_recv(self.comm, msg.buf, status)
+            self.coll.recv_any(msg.buf, status)     # counted
             if beat is not None:     # the stall watchdog: a server is alive while messages arrive
                 beat()
             w, tag = status.Get_source(), status.Get_tag()
             if tag == _TAG_BYE:
-                counters.add(received=8)
                 clocks.retire(w)
             else:
-                counters.add(received=status.Get_count(MPI.BYTE))
                 c, count, lr = int(meta[0]), float(meta[1]), float(meta[2])
                 nv, nc = int(meta[7]), int(meta[8])
-                bad = meta[6] > 0
+                bad = meta[_META_NAN] > 0
                 if c > 0:
                     clocks.pushed(w, c)
                     self._note_staleness(w)
@@ -373,7 +367,7 @@ class ParameterServer(Algorithm):
                         seen += count
                     self._take_push(w, c, 0.0 if bad else count, lr, msg.values(nv), bad)
                 if first:
-                    stop = stop or meta[5] > 0 or bad
+                    stop = stop or meta[_META_STOP] > 0 or bad
                     ended = ended or stop or seen >= epoch_samples
                 self._want[w] = None if nc < 0 else msg.columns(nv, nc).copy()
                 self._pending[w] = c
@@ -431,8 +425,6 @@ class ParameterServer(Algorithm):
 
     def _answer(self, ended: bool, stop: bool, first: bool) -> None:
         """Reply to every held-back worker the consistency model now lets go."""
-        from ..comm.ring import counters
-
         if self.bound == 0:
             self._complete_bsp_clock()
         if not self._pending:
@@ -452,8 +444,7 @@ class ParameterServer(Algorithm):
                 vals[:] = self.shard
             else:
                 np.take(self.shard, cols, out=vals)
-            self.comm.Send(self._out[:8 + n * self._item], dest=w, tag=_TAG_REPLY)
-            counters.add(sent=8 + n * self._item)
+            self.coll.send(self._out[:8 + n * self._item], w, _TAG_REPLY)
             self.moved += (n, self.shard.size)
             self._pulled_at[w] = self._version
             self._sent_cols[w] = cols
@@ -471,11 +462,9 @@ class ParameterServer(Algorithm):
 
     # ---- epoch ends: everyone gets the servers' model --------------------------------
     def finish_epoch(self) -> None:
-        from ..comm.select import bcast
-
         self.control.raise_if_bad_anywhere()
         for k, (lo, hi) in enumerate(self.shards):
-            bcast(self.comm, self.params[lo:hi], root=self.server_ranks[k])
+            self.coll.bcast(self.params[lo:hi], root=self.server_ranks[k])
         self.clock = 0
         self._pushed = True
 
@@ -484,8 +473,6 @@ class ParameterServer(Algorithm):
 
     # ---- checkpoints: the optimizer state assembled from the servers' shards ----------
     def shared_state(self):
-        from ..comm.select import bcast
-
         full = self.opt.state()
         mine = self.shard_opt.state() if self.serves else {}
         for key, arr in full.items():
@@ -493,7 +480,7 @@ class ParameterServer(Algorithm):
                 for k, (lo, hi) in enumerate(self.shards):
                     if self.serves and k == self.k:
                         arr[lo:hi] = mine[key]
-                    bcast(self.comm, arr[lo:hi], root=self.server_ranks[k])
+                    self.coll.bcast(arr[lo:hi], root=self.server_ranks[k])
             elif key == "adam_t":   # every server applied the same number of steps
                 t = int(mine[key]) if self.serves and self.k == 0 else 0
                 self.opt.t = int(self.comm.bcast(t, root=self.server_ranks[0]))

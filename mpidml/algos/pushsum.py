@@ -34,14 +34,13 @@ class PushSum(Algorithm):
 
     def mix(self) -> None:
         """One push-sum round on (x, w) = (w·z, w); z ← x / w afterwards."""
-        from ..comm.gossip import shift_exchange
         from ..comm.topology import one_peer_exponential
 
         n = self.npar
         send, recv = self._send, self._recv
         np.multiply(self.params, 0.5 * self.w, out=send[:n])
         send[n] = 0.5 * self.w
-        shift_exchange(self.comm, send, recv, one_peer_exponential(self.size, self.round))
+        self.coll.shift_exchange(send, recv, one_peer_exponential(self.size, self.round))
         self.round += 1
         send += recv                               # x, w after the round
         self.w = float(send[n])
@@ -55,13 +54,11 @@ class PushSum(Algorithm):
         return self.control_point(step, stop, self.cfg.control_every)
 
     def consensus(self):
-        from ..comm.ring import ring_allreduce
-
         n = self.npar
         self._send[:n] = self.params * self.w
         self._send[n] = self.w
         if self.size > 1:
-            ring_allreduce(self.comm, self._send)
+            self.coll.allreduce(self._send)
         if self._avg is None:
             self._avg = np.empty(n, dtype=self.params.dtype)
         self._avg[:] = self._send[:n] / self._send[n]

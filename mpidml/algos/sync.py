@@ -1,13 +1,14 @@
 """``sync``: bulk-synchronous data parallel SGD (BSP), optionally with compressed gradients.
 
-Uncompressed, every step is ONE ring allreduce of the fused buffer
-``[gradient sums | loss | count | stop | NaN]``: the step's gradient is the exact
+Uncompressed, every step is ONE allreduce of the fused buffer
+``[gradient sums | loss | count | stop | NaN]`` (``coll.allreduce``: the measured auto
+policy — native MPI for the small buffers of the default models, shm above 64 KiB): the step's gradient is the exact
 sample-weighted mean over the global batch and every rank applies the identical
 update, so the replicas stay bit-identical.
 
 Compressed (``--compress topk|qsgd|fp16``): a 32-byte control allreduce first (global
 count, stop, NaN), then the gradient sums go through a codec and the ring
-*allgather* (``comm.codecs.allgather_sum``: top-k indices differ per rank, so they
+*allgather* (``coll.allgather_sum``: top-k indices differ per rank, so they
 cannot be reduced). Top-k keeps an error-feedback residual per rank (Stich 2018;
 Karimireddy 2019), QSGD is unbiased. Every rank decodes the same payloads in the same
 order, so the replicas still stay identical.
@@ -42,19 +43,15 @@ class Sync(Algorithm):
             self.grad = self._buf[:self.npar]   # gradients are computed straight into the fused buffer
 
     def step(self, step, loss, count, lr, stop):
-        from ..comm.ring import ring_allreduce
-
         self.control.note(step, loss, count, self.grad)
         if self.codec is None:
             self.control.pack(self._buf[self.npar:], stop)
-            ring_allreduce(self.comm, self._buf)
+            self.coll.allreduce(self._buf)
             out = self.control.settle(self._buf[self.npar:], step)
             g = self.grad
         else:
-            from ..comm.codecs import allgather_sum
-
             out = self.control.exchange(step, stop)
-            g = allgather_sum(self.comm, self.codec, self.grad, self._sum)
+            g = self.coll.allgather_sum(self.codec, self.grad, self._sum)
         self.apply_mean(g, out.count, lr)   # out.count is the same on every rank: all update or none
         return out
 
@@ -69,6 +66,6 @@ class Sync(Algorithm):
 
     def describe(self):
         if self.codec is None:
-            return "sync (ring allreduce every step)"
+            return f"sync (allreduce every step, {self.coll.impl})"
         extra = f" {self.cfg.topk_ratio:g}" if self.cfg.compress == "topk" else ""
         return f"sync, {self.cfg.compress}{extra}-compressed gradients (allgather)"

@@ -12,20 +12,24 @@ from __future__ import annotations
 import numpy as np
 
 from . import debug as _debug
-from .ring import _check_buffer, counters
+from .common import ByteCounter, check_buffer, counters_or_default
+from .tags import Tag
 
 __all__ = ["tree_bcast", "chain_bcast", "shm_bcast"]
 
-_TAG_BCAST = 0x6D30
+_TAG_BCAST = int(Tag.BCAST)
 CHAIN_CHUNK_BYTES = 1 << 18
 
 
-def tree_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
+def tree_bcast(comm, buf: np.ndarray, root: int = 0, *, counters: ByteCounter | None = None,
+               debug: _debug.DebugMode | None = None) -> np.ndarray:
     """Binomial-tree broadcast of ``buf`` from ``root`` (in place on the other ranks)."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "tree_bcast", buf, root=root):
-            return tree_bcast(comm, buf, root)
-    _check_buffer(buf, reduce=False)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "tree_bcast", buf, root=root):
+            return tree_bcast(comm, buf, root, counters=counters, debug=dbg)
+    check_buffer(buf, reduce=False)
+    counters = counters_or_default(counters)
     p, rank = comm.Get_size(), comm.Get_rank()
     vr = (rank - root) % p
     mask = 1
@@ -44,12 +48,15 @@ def tree_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
     return buf
 
 
-def chain_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
+def chain_bcast(comm, buf: np.ndarray, root: int = 0, *, counters: ByteCounter | None = None,
+                debug: _debug.DebugMode | None = None) -> np.ndarray:
     """Pipelined chain broadcast: chunks flow root → root+1 → … → root−1."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "chain_bcast", buf, root=root):
-            return chain_bcast(comm, buf, root)
-    _check_buffer(buf, reduce=False)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "chain_bcast", buf, root=root):
+            return chain_bcast(comm, buf, root, counters=counters, debug=dbg)
+    check_buffer(buf, reduce=False)
+    counters = counters_or_default(counters)
     p, rank = comm.Get_size(), comm.Get_rank()
     if p == 1 or buf.size == 0:
         return buf
@@ -72,11 +79,14 @@ def chain_bcast(comm, buf: np.ndarray, root: int = 0) -> np.ndarray:
     return buf
 
 
-def shm_bcast(engine, buf: np.ndarray, root: int = 0) -> np.ndarray:
+def shm_bcast(engine, buf: np.ndarray, root: int = 0, *, counters: ByteCounter | None = None,
+              debug: _debug.DebugMode | None = None) -> np.ndarray:
     """Broadcast inside a node through ``engine``'s shared window (``ShmAllreduce``)."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(engine.comm, "shm_bcast", buf, root=root):
-            return shm_bcast(engine, buf, root)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(engine.comm, "shm_bcast", buf, root=root):
+            return shm_bcast(engine, buf, root, counters=counters, debug=dbg)
+    counters = counters_or_default(counters)
     n = buf.size
     if engine.rank == root:
         slot = engine.buffer(n)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import debug as _debug
+from .common import ByteCounter
 from .ring import ring_allgather
 
 __all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "pack", "unpack", "packed_size", "CODECS"]
@@ -128,19 +129,21 @@ def make_codec(name: str, n: int, dtype=np.float32, ratio: float = 0.01, levels:
     raise ValueError(f"unknown codec {name!r}; choose from {CODECS}")
 
 
-def allgather_sum(comm, codec, g: np.ndarray, out: np.ndarray) -> np.ndarray:
+def allgather_sum(comm, codec, g: np.ndarray, out: np.ndarray, *, counters: ByteCounter | None = None,
+                  debug: _debug.DebugMode | None = None) -> np.ndarray:
     """Collective: ``out`` = Σ over ranks of decode(encode(g_rank)), identical bits on
     every rank. Payloads travel through the ring allgather (counted in ``counters``)."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "allgather_sum", g, op=type(codec).__name__):
-            return allgather_sum(comm, codec, g, out)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "allgather_sum", g, op=type(codec).__name__):
+            return allgather_sum(comm, codec, g, out, counters=counters, debug=dbg)
     p, rank = comm.Get_size(), comm.Get_rank()
     n = g.size
     m = packed_size(codec, n)     # one rank's payload, all its arrays back to back
     buf = np.empty(m * p, dtype=np.uint8)   # segment r (m bytes) = rank r's payload
     pack(codec, codec.encode(g), n, out=buf[rank * m:(rank + 1) * m])
     if p > 1:   # ONE allgather for all payload arrays (latency, not bytes, dominates small models)
-        ring_allgather(comm, buf)
+        ring_allgather(comm, buf, counters=counters, debug=dbg)
     out[:] = 0
     for r in range(p):
         codec.decode_add(unpack(codec, buf[r * m:(r + 1) * m], n), out)

@@ -1,9 +1,13 @@
 """Collective debug mode: every rank checks that all ranks entered the *same* collective.
 
-Enable it with ``MPIDML_DEBUG_COLLECTIVES=1`` in the environment (read at import) or
-``enable()`` / ``disable()`` (``enabled()`` tells); the training CLI's
-``--debug-collectives`` calls ``enable()``. Every rank must enable it: the check is
-itself a collective.
+The mode is an object, ``DebugMode``: each ``Collectives`` (comm/collectives.py) owns
+one (``Collectives(comm, debug=True)``; the training CLI's ``--debug-collectives``), with
+its own on/off switch and sequence numbers, so two instances in one process never see
+each other's setting. The module-level functions (``ring_allreduce(comm, buf)`` …) use
+``default``, switched by ``MPIDML_DEBUG_COLLECTIVES=1`` in the environment (read at
+import) or ``enable()`` / ``disable()`` (``enabled()`` tells); every entry point takes
+``debug=`` to use another mode. Every rank must enable it: the check is itself a
+collective.
 
 When enabled, each mpidml collective entry point (``select.allreduce`` /
 ``native_allreduce`` / ``bcast``, ``ring_allreduce`` / ``ring_reduce_scatter`` /
@@ -54,10 +58,13 @@ import threading
 
 from ..runtime.errors import EXIT_FAILURE, CollectiveError, format_ranks
 
-__all__ = ["enable", "disable", "enabled", "sequence", "total", "reset", "checked", "outermost", "CollectiveMismatch"]
+__all__ = ["DebugMode", "default", "mode", "enable", "disable", "enabled", "sequence", "total", "reset", "checked",
+           "outermost", "CollectiveMismatch"]
 
-#: read directly by every entry point (``if _debug.on and _debug.outermost(): ...``)
-on: bool = os.environ.get("MPIDML_DEBUG_COLLECTIVES", "").strip() not in ("", "0", "false", "no", "off")
+
+def env_enabled() -> bool:
+    """``MPIDML_DEBUG_COLLECTIVES`` asks for debug mode."""
+    return os.environ.get("MPIDML_DEBUG_COLLECTIVES", "").strip() not in ("", "0", "false", "no", "off")
 
 _MAGIC = "mpidml-collective-signature"
 _COMM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -66,44 +73,97 @@ _SKIP_FILES = (_COMM_DIR, threading.__file__, os.path.dirname(os.path.abspath(__
 # seq last: a rank that skipped a call usually shows as a different name or count first
 _FIELDS = ("name", "count", "dtype", "op", "root", "impl", "seq")
 _tls = threading.local()
-_seq: dict[int, int] = {}
-_seq_lock = threading.Lock()
+
+
+class DebugMode:
+    """On/off switch and per-communicator sequence numbers of checked collectives.
+
+    Entry points test ``mode.on and outermost()`` (one attribute read when off) and
+    then run their body inside ``mode.checked(comm, name, buf, ...)``."""
+
+    __slots__ = ("on", "_seq", "_lock")
+
+    def __init__(self, on: bool | None = None):
+        self.on = env_enabled() if on is None else bool(on)
+        self._seq: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def enable(self) -> None:
+        """Check every following collective of this mode across ranks (call on every rank)."""
+        self.on = True
+
+    def disable(self) -> None:
+        self.on = False
+
+    def enabled(self) -> bool:
+        return self.on
+
+    def next_seq(self, comm) -> int:
+        key = comm.py2f()
+        with self._lock:
+            seq = self._seq[key] = self._seq.get(key, 0) + 1
+        return seq
+
+    def sequence(self, comm) -> int:
+        """How many checked collectives this rank has entered on ``comm``."""
+        return self._seq.get(comm.py2f(), 0)
+
+    def total(self) -> int:
+        """How many checked collectives this rank has entered, on every communicator."""
+        with self._lock:
+            return sum(self._seq.values())
+
+    def reset(self, comm=None) -> None:
+        """Restart the sequence numbers of ``comm`` (default: of every communicator), e.g.
+        in a program that caught a mismatch and goes on. Every rank must call it."""
+        with self._lock:
+            if comm is None:
+                self._seq.clear()
+            else:
+                self._seq.pop(comm.py2f(), None)
+
+    def checked(self, comm, name: str, buf=None, **kw) -> "checked":
+        return checked(comm, name, buf, mode=self, **kw)
+
+
+#: the mode of the module-level functions (``ring_allreduce(comm, buf)`` without ``debug=``)
+default = DebugMode()
+
+
+def mode(debug: DebugMode | None) -> DebugMode:
+    """``debug`` itself, or ``default`` for None (what every entry point's ``debug=`` means)."""
+    return default if debug is None else debug
 
 
 def enable() -> None:
-    """Check every following mpidml collective across ranks (call on every rank)."""
-    global on
-    on = True
+    """Switch the default mode on (call on every rank)."""
+    default.enable()
 
 
 def disable() -> None:
-    global on
-    on = False
+    default.disable()
 
 
 def enabled() -> bool:
-    return on
+    return default.on
 
 
 def sequence(comm) -> int:
-    """How many checked collectives this rank has entered on ``comm``."""
-    return _seq.get(comm.py2f(), 0)
+    return default.sequence(comm)
 
 
 def total() -> int:
-    """How many checked collectives this rank has entered, on every communicator."""
-    with _seq_lock:
-        return sum(_seq.values())
+    return default.total()
 
 
 def reset(comm=None) -> None:
-    """Restart the sequence numbers of ``comm`` (default: of every communicator), e.g.
-    in a program that caught a mismatch and goes on. Every rank must call it."""
-    with _seq_lock:
-        if comm is None:
-            _seq.clear()
-        else:
-            _seq.pop(comm.py2f(), None)
+    default.reset(comm)
+
+
+def __getattr__(name):
+    if name == "on":          # ``debug.on``: the default mode's switch (read-only here)
+        return default.on
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def outermost() -> bool:
@@ -141,9 +201,10 @@ def _buf_info(buf):
 class checked:
     """Context manager around the body of a collective entry point::
 
-        if _debug.on and _debug.outermost():
-            with _debug.checked(comm, "ring_allreduce", buf, op=op):
-                return ring_allreduce(comm, buf, op)
+        dbg = _debug.mode(debug)
+        if dbg.on and _debug.outermost():
+            with dbg.checked(comm, "ring_allreduce", buf, op=op):
+                return ring_allreduce(comm, buf, op, counters=counters, debug=dbg)
 
     On entry: exchanges the signature (raises ``CollectiveMismatch`` on every rank if
     the ranks disagree); inside: nested entry points skip their own check.
@@ -152,10 +213,12 @@ class checked:
     or ``{"shift": s, "send": buffer, "recv": buffer}`` (shift exchange).
     """
 
-    __slots__ = ("comm", "sig")
+    __slots__ = ("comm", "sig", "mode")
 
-    def __init__(self, comm, name: str, buf=None, *, op=None, root=None, impl=None, p2p=None):
+    def __init__(self, comm, name: str, buf=None, *, op=None, root=None, impl=None, p2p=None,
+                 mode: DebugMode | None = None):
         self.comm = comm
+        self.mode = default if mode is None else mode
         count, dtype = _buf_info(buf) if p2p is None else (None, None)
         if p2p is not None:
             p2p = dict(p2p)
@@ -171,10 +234,7 @@ class checked:
     def __enter__(self):
         comm = self.comm
         if comm.Get_size() > 1:
-            key = comm.py2f()
-            with _seq_lock:
-                seq = _seq[key] = _seq.get(key, 0) + 1
-            self.sig["seq"] = seq
+            self.sig["seq"] = self.mode.next_seq(comm)
             mismatch = compare(comm.allgather(self.sig))
             if mismatch is not None:
                 raise mismatch

@@ -22,7 +22,8 @@ import numpy as np
 from mpi4py import MPI
 
 from . import debug as _debug
-from .ring import _scale_mean, counters, ring_allreduce
+from .common import ByteCounter, counters_or_default, scale_mean
+from .ring import ring_allreduce
 
 __all__ = ["NodeLayout", "split_nodes", "parse_fake_nodes", "hierarchical_allreduce"]
 
@@ -81,13 +82,16 @@ def split_nodes(comm, fake_nodes: str | None = None) -> NodeLayout:
 
 
 def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "sum",
-                           out: np.ndarray | None = None) -> np.ndarray:
+                           out: np.ndarray | None = None, *, counters: ByteCounter | None = None,
+                           debug: _debug.DebugMode | None = None) -> np.ndarray:
     """Allreduce over all nodes into ``out`` (default: in place); ``shm`` is the node's
     ``ShmAllreduce``. If ``buf`` is this rank's window slot and ``out`` is elsewhere,
     the slot is left intact (the shared result area is the scratch)."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(layout.node if layout.parent is None else layout.parent, "hierarchical_allreduce", buf, op=op):
-            return hierarchical_allreduce(layout, shm, buf, op, out)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(layout.node if layout.parent is None else layout.parent, "hierarchical_allreduce", buf, op=op):
+            return hierarchical_allreduce(layout, shm, buf, op, out, counters=counters, debug=dbg)
+    counters = counters_or_default(counters)
     n = buf.size
     out = buf if out is None else out
     slot = shm.buffer(n)
@@ -95,13 +99,13 @@ def hierarchical_allreduce(layout: NodeLayout, shm, buf: np.ndarray, op: str = "
     area = shm._result_area() if (in_window and out is not buf) else shm
     if not in_window:
         slot[:] = buf
-    counts, offsets = shm.reduce_scatter(n, "sum", into=area.slot)
+    counts, offsets = shm.reduce_scatter(n, "sum", into=area.slot, counters=counters)
     node_sum = area.slot[:n]
     if layout.is_leader:
-        shm.gather_into(node_sum, counts, offsets, skip_own=True, table=area.table)
-        ring_allreduce(layout.leaders, node_sum, op="sum")
+        shm.gather_into(node_sum, counts, offsets, skip_own=True, table=area.table, counters=counters)
+        ring_allreduce(layout.leaders, node_sum, op="sum", counters=counters, debug=dbg)
         if op == "avg":
-            _scale_mean(node_sum, layout.world_size)
+            scale_mean(node_sum, layout.world_size)
     else:
         counters.add(sent=counts[shm.rank] * buf.itemsize)  # the leader reads my segment
         shm.fence()  # pairs with the leader's gather fence

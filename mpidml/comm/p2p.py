@@ -6,11 +6,12 @@ a staleness bound would then burn a core doing nothing — on an oversubscribed 
 the core the computing ranks need. These helpers poll ``spin`` times, then sleep
 ``nap`` seconds between polls: the price is up to about ``nap`` (plus the OS timer
 slack, ~50 µs on Linux) of added latency per message that arrives while napping.
+The loop is ``runtime.poll`` (one polling helper for every such wait).
 """
 
 from __future__ import annotations
 
-import time
+from ..runtime.poll import Backoff, poll_until
 
 __all__ = ["polite_wait", "polite_recv"]
 
@@ -21,11 +22,7 @@ def polite_wait(requests: list, spin: int = SPIN, nap: float = NAP) -> None:
     """Wait for every request in ``requests`` (as ``MPI.Request.Waitall``)."""
     from mpi4py import MPI
 
-    polls = 0
-    while not MPI.Request.Testall(requests):
-        polls += 1
-        if polls > spin:
-            time.sleep(nap)
+    poll_until(lambda: MPI.Request.Testall(requests), Backoff(spin, nap))
 
 
 def polite_recv(comm, buf, status, spin: int = SPIN, nap: float = NAP) -> None:
@@ -33,9 +30,5 @@ def polite_recv(comm, buf, status, spin: int = SPIN, nap: float = NAP) -> None:
     tells the source and tag."""
     from mpi4py import MPI
 
-    polls = 0
-    while not comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
-        polls += 1
-        if polls > spin:
-            time.sleep(nap)
+    poll_until(lambda: comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status), Backoff(spin, nap))
     comm.Recv(buf, source=status.Get_source(), tag=status.Get_tag(), status=status)

@@ -15,39 +15,41 @@ from __future__ import annotations
 import numpy as np
 
 from . import debug as _debug
-from .ring import _check_buffer, _scale_mean, _scratch_buffer, counters
+from .common import ByteCounter, check_buffer, counters_or_default, scale_mean, scratch_buffer
+from .tags import Tag
 
 __all__ = ["rd_allreduce"]
 
-_TAG_RD = 0x6D10
+_TAG_RD = int(Tag.RD)
 
 
-def _exchange(comm, buf, tmp, partner):
+def _exchange(comm, buf, tmp, partner, ctr):
     comm.Sendrecv(buf, dest=partner, sendtag=_TAG_RD, recvbuf=tmp, source=partner, recvtag=_TAG_RD)
-    counters.add(sent=buf.nbytes)
-    counters.add(received=tmp.nbytes)
+    ctr.add(sent=buf.nbytes, received=tmp.nbytes)
 
 
-def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+def rd_allreduce(comm, buf: np.ndarray, op: str = "sum", *, counters: ByteCounter | None = None,
+                 debug: _debug.DebugMode | None = None) -> np.ndarray:
     """In-place recursive-doubling allreduce; same contract as ``ring_allreduce``."""
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "rd_allreduce", buf, op=op):
-            return rd_allreduce(comm, buf, op)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "rd_allreduce", buf, op=op):
+            return rd_allreduce(comm, buf, op, counters=counters, debug=dbg)
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
-    _check_buffer(buf, reduce=True)
+    check_buffer(buf, reduce=True)
+    counters = counters_or_default(counters)
     p, rank = comm.Get_size(), comm.Get_rank()
     if p == 1 or buf.size == 0:
         return buf
     q = 1 << (p.bit_length() - 1)
     extra = p - q
-    tmp = _scratch_buffer(buf.dtype, buf.size)
+    tmp = scratch_buffer(buf.dtype, buf.size)
     if rank < 2 * extra:
         if rank % 2 == 0:   # hand over, wait for the result
             comm.Send(buf, dest=rank + 1, tag=_TAG_RD)
             comm.Recv(buf, source=rank + 1, tag=_TAG_RD)
-            counters.add(sent=buf.nbytes)
-            counters.add(received=buf.nbytes)
+            counters.add(sent=buf.nbytes, received=buf.nbytes)
             return buf
         comm.Recv(tmp, source=rank - 1, tag=_TAG_RD)
         counters.add(received=tmp.nbytes)
@@ -59,11 +61,11 @@ def rd_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
     while mask < q:
         pv = vid ^ mask
         partner = pv * 2 + 1 if pv < extra else pv + extra
-        _exchange(comm, buf, tmp, partner)
+        _exchange(comm, buf, tmp, partner, counters)
         np.add(buf, tmp, out=buf)
         mask <<= 1
     if op == "avg":
-        _scale_mean(buf, p)
+        scale_mean(buf, p)
     if rank < 2 * extra:
         comm.Send(buf, dest=rank - 1, tag=_TAG_RD)
         counters.add(sent=buf.nbytes)

@@ -25,20 +25,20 @@ Each reduced segment is computed on exactly one rank and then copied, so every
 rank ends with bit-identical results. Receives are posted before the blocking
 send, so the ring cannot deadlock whatever the MPI eager/rendezvous threshold.
 
-Byte counts of every call are added to ``counters`` (bytes sent / received by this
-rank), which the training loop reports.
+Byte counts of every call are added to ``counters=`` (a ``common.ByteCounter``; by
+default ``common.DEFAULT_COUNTERS``, also exported here as ``counters``); ``debug=`` is
+the ``debug.DebugMode`` checking the call (default: ``debug.default``). Training passes
+its ``Collectives``' own counters and mode.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from ..data.partition import block_counts
 from . import debug as _debug
+from .common import (DEFAULT_COUNTERS, ByteCounter, check_buffer, counters_or_default, scale_mean,
+                     scratch_buffer, segment_counts)
+from .tags import Tag
 
 __all__ = [
     "ByteCounter",
@@ -49,78 +49,11 @@ __all__ = [
     "ring_allreduce",
 ]
 
-_TAG_REDUCE_SCATTER = 0x6D01
-_TAG_ALLGATHER = 0x6D02
-_REDUCIBLE = (np.float32, np.float64, np.int32, np.int64)
+_TAG_REDUCE_SCATTER = int(Tag.RING_REDUCE_SCATTER)
+_TAG_ALLGATHER = int(Tag.RING_ALLGATHER)
 
-
-@dataclass
-class ByteCounter:
-    """Bytes this rank sent and received through mpidml collectives (thread-safe:
-    a non-blocking collective updates it from its own thread)."""
-
-    sent: int = 0
-    received: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, sent: int = 0, received: int = 0) -> None:
-        with self._lock:
-            self.sent += int(sent)
-            self.received += int(received)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.sent = 0
-            self.received = 0
-
-    @property
-    def total(self) -> int:
-        return self.sent + self.received
-
-    @contextlib.contextmanager
-    def uncounted(self):
-        """Traffic inside the block is not counted (evaluation, diagnostics)."""
-        with self._lock:
-            before = (self.sent, self.received)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.sent, self.received = before
-
-
-counters = ByteCounter()
-
-# One reusable receive buffer per dtype and thread, grown on demand: no allocation per
-# call, and a non-blocking collective on its own thread never shares the caller's.
-_scratch = threading.local()
-
-
-def _scratch_buffer(dtype: np.dtype, n: int) -> np.ndarray:
-    table = getattr(_scratch, "by_dtype", None)
-    if table is None:
-        table = _scratch.by_dtype = {}
-    buf = table.get(dtype.str)
-    if buf is None or buf.size < n:
-        buf = np.empty(max(n, 1), dtype=dtype)
-        table[dtype.str] = buf
-    return buf[:n]
-
-
-def segment_counts(n: int, p: int) -> tuple[list[int], list[int]]:
-    """Segment lengths and offsets of an ``n``-element buffer split over ``p`` ranks."""
-    counts = block_counts(n, p)
-    offsets = [0] * p
-    for i in range(1, p):
-        offsets[i] = offsets[i - 1] + counts[i - 1]
-    return counts, offsets
-
-
-def _check_buffer(buf: np.ndarray, reduce: bool) -> None:
-    if not isinstance(buf, np.ndarray) or buf.ndim != 1 or not buf.flags.c_contiguous:
-        raise TypeError("ring collectives need a 1-D C-contiguous numpy array")
-    if reduce and buf.dtype.type not in _REDUCIBLE:
-        raise TypeError(f"ring reductions support float32/float64/int32/int64, not {buf.dtype}")
+#: the default byte counters (``common.DEFAULT_COUNTERS``), kept under their old name
+counters = DEFAULT_COUNTERS
 
 
 # Pipelining: within a reduce-scatter step, segments longer than this many bytes are
@@ -135,12 +68,12 @@ def _chunks(offset: int, count: int, chunk: int):
         yield a, min(offset + count, a + chunk)
 
 
-def _reduce_scatter_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
+def _reduce_scatter_inplace(comm, buf: np.ndarray, counts, offsets, ctr: ByteCounter) -> None:
     from mpi4py import MPI
 
     p, rank = comm.Get_size(), comm.Get_rank()
     left, right = (rank - 1) % p, (rank + 1) % p
-    tmp = _scratch_buffer(buf.dtype, max(counts))
+    tmp = scratch_buffer(buf.dtype, max(counts))
     item = buf.itemsize
     chunk = max(1, PIPELINE_CHUNK_BYTES // item)
     for k in range(p - 1):
@@ -157,11 +90,10 @@ def _reduce_scatter_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
             seg = buf[a:b]
             np.add(seg, tmp[a - offsets[r]:b - offsets[r]], out=seg)
         MPI.Request.Waitall(sends)
-        counters.add(sent=cs * item)
-        counters.add(received=cr * item)
+        ctr.add(sent=cs * item, received=cr * item)
 
 
-def _allgather_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
+def _allgather_inplace(comm, buf: np.ndarray, counts, offsets, ctr: ByteCounter) -> None:
     p, rank = comm.Get_size(), comm.Get_rank()
     left, right = (rank - 1) % p, (rank + 1) % p
     item = buf.itemsize
@@ -172,13 +104,14 @@ def _allgather_inplace(comm, buf: np.ndarray, counts, offsets) -> None:
                if cr else None)
         if cs:
             comm.Send(buf[offsets[s]:offsets[s] + cs], dest=right, tag=_TAG_ALLGATHER)
-            counters.add(sent=cs * item)
+            ctr.add(sent=cs * item)
         if req is not None:
             req.Wait()
-            counters.add(received=cr * item)
+            ctr.add(received=cr * item)
 
 
-def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum", *, counters: ByteCounter | None = None,
+                        debug: _debug.DebugMode | None = None) -> np.ndarray:
     """In-place ring reduce-scatter.
 
     Every rank passes ``buf`` (same length and dtype on all ranks). On return rank
@@ -186,59 +119,58 @@ def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
     mean (``op="avg"``) over ranks; the other segments hold partial sums. Returns the
     view of this rank's segment.
     """
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "ring_reduce_scatter", buf, op=op):
-            return ring_reduce_scatter(comm, buf, op)
-    _check_buffer(buf, reduce=True)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "ring_reduce_scatter", buf, op=op):
+            return ring_reduce_scatter(comm, buf, op, counters=counters, debug=dbg)
+    check_buffer(buf, reduce=True)
     p, rank = comm.Get_size(), comm.Get_rank()
     counts, offsets = segment_counts(buf.size, p)
-    _reduce_scatter_inplace(comm, buf, counts, offsets)
+    _reduce_scatter_inplace(comm, buf, counts, offsets, counters_or_default(counters))
     mine = buf[offsets[rank]:offsets[rank] + counts[rank]]
     if op == "avg":
-        _scale_mean(mine, p)
+        scale_mean(mine, p)
     elif op != "sum":
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
     return mine
 
 
-def ring_allgather(comm, buf: np.ndarray) -> np.ndarray:
+def ring_allgather(comm, buf: np.ndarray, *, counters: ByteCounter | None = None,
+                   debug: _debug.DebugMode | None = None) -> np.ndarray:
     """In-place ring allgather.
 
     On entry rank ``r`` holds valid data in its segment ``r`` of ``buf`` (layout of
     ``segment_counts(buf.size, p)``); on return every rank holds every segment.
     """
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "ring_allgather", buf):
-            return ring_allgather(comm, buf)
-    _check_buffer(buf, reduce=False)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "ring_allgather", buf):
+            return ring_allgather(comm, buf, counters=counters, debug=dbg)
+    check_buffer(buf, reduce=False)
     counts, offsets = segment_counts(buf.size, comm.Get_size())
-    _allgather_inplace(comm, buf, counts, offsets)
+    _allgather_inplace(comm, buf, counts, offsets, counters_or_default(counters))
     return buf
 
 
-def ring_allreduce(comm, buf: np.ndarray, op: str = "sum") -> np.ndarray:
+def ring_allreduce(comm, buf: np.ndarray, op: str = "sum", *, counters: ByteCounter | None = None,
+                   debug: _debug.DebugMode | None = None) -> np.ndarray:
     """In-place ring allreduce (reduce-scatter + allgather); returns ``buf``.
 
     Every rank passes a buffer of the same length and dtype; every rank gets back
     the bit-identical elementwise sum (``op="sum"``) or mean (``op="avg"``).
     """
-    if _debug.on and _debug.outermost():
-        with _debug.checked(comm, "ring_allreduce", buf, op=op):
-            return ring_allreduce(comm, buf, op)
+    dbg = _debug.mode(debug)
+    if dbg.on and _debug.outermost():
+        with dbg.checked(comm, "ring_allreduce", buf, op=op):
+            return ring_allreduce(comm, buf, op, counters=counters, debug=dbg)
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
-    _check_buffer(buf, reduce=True)
+    check_buffer(buf, reduce=True)
+    ctr = counters_or_default(counters)
     p, rank = comm.Get_size(), comm.Get_rank()
     counts, offsets = segment_counts(buf.size, p)
-    _reduce_scatter_inplace(comm, buf, counts, offsets)
+    _reduce_scatter_inplace(comm, buf, counts, offsets, ctr)
     if op == "avg":
-        _scale_mean(buf[offsets[rank]:offsets[rank] + counts[rank]], p)
-    _allgather_inplace(comm, buf, counts, offsets)
+        scale_mean(buf[offsets[rank]:offsets[rank] + counts[rank]], p)
+    _allgather_inplace(comm, buf, counts, offsets, ctr)
     return buf
-
-
-def _scale_mean(seg: np.ndarray, p: int) -> None:
-    if seg.dtype.kind == "f":
-        seg *= seg.dtype.type(1.0 / p)
-    else:
-        seg //= p

@@ -28,7 +28,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import debug as _debug
-from .ring import _scale_mean, counters, segment_counts
+from .common import ByteCounter, counters_or_default, scale_mean, segment_counts
 
 __all__ = ["ShmAllreduce"]
 
@@ -94,7 +94,8 @@ class ShmAllreduce:
         self.comm.Barrier()
         self.win.Sync()
 
-    def reduce_scatter(self, n: int, op: str = "sum", into: np.ndarray | None = None):
+    def reduce_scatter(self, n: int, op: str = "sum", into: np.ndarray | None = None,
+                       counters: ByteCounter | None = None):
         """Slots hold the inputs (first ``n`` elements); afterwards segment r of ``into``
         (default: rank r's own slot) holds the reduced segment r. Returns the layout."""
         counts, offsets = segment_counts(n, self.p)
@@ -104,18 +105,19 @@ class ShmAllreduce:
         self.fence()
         sum_rows_into(self.table, a, b, into, self._acc)
         if op == "avg":
-            _scale_mean(into[a:b], self.p)
+            scale_mean(into[a:b], self.p)
         read = (self.p - 1) * (b - a) * self.dtype.itemsize
-        counters.add(received=read)
-        counters.add(sent=read)
+        counters_or_default(counters).add(sent=read, received=read)
         self.fence()
         return counts, offsets
 
-    def gather_into(self, out: np.ndarray, counts, offsets, skip_own: bool, table=None) -> None:
+    def gather_into(self, out: np.ndarray, counts, offsets, skip_own: bool, table=None,
+                    counters: ByteCounter | None = None) -> None:
         """Copy every reduced segment from its owner's row of ``table`` (default: the
         slots) into ``out``; counts bytes read from peers as received (owners count
         them as sent)."""
         table = self.table if table is None else table
+        counters = counters_or_default(counters)
         for s in range(self.p):
             if skip_own and s == self.rank:
                 continue
@@ -125,7 +127,8 @@ class ShmAllreduce:
                 counters.add(received=c * self.dtype.itemsize)
         self.fence()
 
-    def allreduce(self, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None) -> np.ndarray:
+    def allreduce(self, buf: np.ndarray, op: str = "sum", out: np.ndarray | None = None, *,
+                  counters: ByteCounter | None = None, debug: _debug.DebugMode | None = None) -> np.ndarray:
         """Allreduce of ``buf`` into ``out`` (default: in place into ``buf``). Returns ``out``.
 
         * ``buf`` is this rank's slot (``buffer``), in place: reduce, then copy the
@@ -134,21 +137,23 @@ class ShmAllreduce:
           shared area, so the input stays intact; then gathered into ``out``.
         * ``buf`` is ordinary memory: copied into the slot first (one extra copy).
         """
-        if _debug.on and _debug.outermost():
-            with _debug.checked(self.comm, "shm_allreduce", buf, op=op):
-                return self.allreduce(buf, op, out)
+        dbg = _debug.mode(debug)
+        if dbg.on and _debug.outermost():
+            with dbg.checked(self.comm, "shm_allreduce", buf, op=op):
+                return self.allreduce(buf, op, out, counters=counters, debug=dbg)
+        counters = counters_or_default(counters)
         n = buf.size
         out = buf if out is None else out
         in_window = n <= self.capacity and buf.ctypes.data == self.slot.ctypes.data
         if in_window and out is not buf:
             results = self._result_area()
-            counts, offsets = self.reduce_scatter(n, op, into=results.slot)
-            self.gather_into(out, counts, offsets, skip_own=False, table=results.table)
+            counts, offsets = self.reduce_scatter(n, op, into=results.slot, counters=counters)
+            self.gather_into(out, counts, offsets, skip_own=False, table=results.table, counters=counters)
         else:
             if not in_window:
                 self.buffer(n)[:] = buf
-            counts, offsets = self.reduce_scatter(n, op)
-            self.gather_into(out, counts, offsets, skip_own=in_window)
+            counts, offsets = self.reduce_scatter(n, op, counters=counters)
+            self.gather_into(out, counts, offsets, skip_own=in_window, counters=counters)
         counters.add(sent=(self.p - 1) * counts[self.rank] * self.dtype.itemsize)  # peers read mine
         return out
 

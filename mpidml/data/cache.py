@@ -12,6 +12,7 @@ import os
 import time
 
 from ..runtime.errors import fail_together
+from ..runtime.poll import Backoff, poll_until
 from .synth import make_binary_dense
 
 __all__ = ["default_cache_dir", "ensure_default_dataset", "polite_barrier", "DEFAULT_SET"]
@@ -39,8 +40,7 @@ def polite_barrier(comm, poll: float = 0.005) -> None:
     """Barrier that sleeps while waiting, so ranks oversubscribing cores do not
     steal CPU from the rank doing the work (MPICH busy-polls in a plain Barrier)."""
     req = comm.Ibarrier()
-    while not req.Test():
-        time.sleep(poll)
+    poll_until(req.Test, Backoff(nap=poll))
 
 
 def _generate_missing(train: str, test: str, log) -> None:

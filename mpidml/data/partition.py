@@ -11,22 +11,14 @@ The other partitioners: ``file_spans`` (a global row range over shard files),
 
 import numpy as np
 
+from ..comm.common import block_counts  # one implementation: the ring's segments are these blocks
+
 #: ``--partition``: contiguous (data.batches.InMemoryRows / StreamedRows), shuffle and
 #: sample (data.batches.EpochReadRows)
 PARTITIONS = ("contiguous", "shuffle", "sample")
 
 __all__ = ["block_counts", "shard_rows", "file_spans", "epoch_permutation", "shuffled_rows",
            "sampled_rows", "feature_columns"]
-
-
-def block_counts(n: int, parts: int) -> list[int]:
-    """Sizes of the ``parts`` balanced blocks of ``n`` items (first ``n % parts`` get one more)."""
-    if parts < 1:
-        raise ValueError(f"parts must be >= 1, got {parts}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    base, rem = divmod(n, parts)
-    return [base + 1 if i < rem else base for i in range(parts)]
 
 
 def shard_rows(n: int, size: int, rank: int) -> tuple[int, int]:

@@ -50,7 +50,7 @@ class _EarlyHooks:
 
 
 def _check_config(t) -> None:
-    from ..comm.ring import counters
+    from ..comm.collectives import Collectives
     from ..data.cache import ensure_default_dataset
     from ..runtime.errors import fail_together
     from ..runtime.faults import parse_fault
@@ -68,10 +68,9 @@ def _check_config(t) -> None:
     if cfg.checkpoint_dir:     # one job per checkpoint directory, refused before the data is loaded
         from ..checkpoint import lock_directory
         t.ckpt_lock = lock_directory(comm, cfg.checkpoint_dir)
-    if cfg.debug_collectives:
-        from ..comm import debug
-        debug.enable()
-    t.counters = counters
+    # ONE Collectives for the run: its counters, its debug mode, the measured allreduce policy
+    t.coll = Collectives(comm, debug=True if cfg.debug_collectives else None)
+    t.counters = t.coll.counters
     if cfg.data is None:
         t.mark("start-up: generating the default data set", -1)
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=RunLog(t.rank, False, None).always)
@@ -237,7 +236,7 @@ def _build_algorithm(t) -> None:
     t.optimizer_name = cfg.effective_optimizer()
     t.opt = make_optimizer(t.optimizer_name, t.params, cfg.momentum, cfg.weight_decay)
     t.algo = fail_together(t.comm, "setting up --algo", t.algo_cls,
-                           AlgoContext(t.comm, t.model, t.params, t.opt, cfg, rows=t.source.n))
+                           AlgoContext(t.comm, t.model, t.params, t.opt, cfg, rows=t.source.n, coll=t.coll))
 
 
 def describe_model(cfg, model, n_classes: int, user_model=None) -> str:
@@ -302,11 +301,9 @@ def _open_checkpoints(t) -> None:
 
 
 def _prepare_evaluation(t) -> None:
-    from ..comm.ring import ring_allreduce
     from .evaluation import Evaluator
 
-    comm = t.comm
-    t.evaluator = Evaluator(comm, t.model, t.source, t.test, lambda buf: ring_allreduce(comm, buf),
+    t.evaluator = Evaluator(t.comm, t.model, t.source, t.test, t.coll.allreduce,
                             beat=lambda: t.mark("evaluate", t.step if hasattr(t, "step") else t.start_step),
                             fault=t.fault)
 

@@ -226,10 +226,11 @@ class Trainer:
         if extra:
             summary.update(extra)
             log.info("  " + ", ".join(f"{k} {v}" for k, v in extra.items()))
-        if cfg.debug_collectives:
-            from ..comm import debug
-            summary["collectives_checked"] = debug.total()
-            log.info(f"collective debug mode: {debug.total()} collectives checked on rank 0, all ranks matched")
+        summary["allreduce_calls"] = dict(self.coll.calls)   # algorithm -> calls (training and evaluation)
+        if self.coll.debug.on:
+            summary["collectives_checked"] = self.coll.debug.total()
+            log.info(f"collective debug mode: {self.coll.debug.total()} collectives checked on rank 0, "
+                     f"all ranks matched")
         if cfg.save_model:
             from ..saved import save_model
 
@@ -243,6 +244,7 @@ class Trainer:
             self.stream.close()
         self._print_done(summary)
         summary["params"] = final.copy()
+        self.coll.release()
         return summary
 
     def _print_done(self, summary: dict) -> None:

@@ -117,13 +117,10 @@ def _bounded_barrier(comm, timeout: float) -> bool:
     """Barrier that gives up after ``timeout`` seconds (True if everyone arrived)."""
     if comm.Get_size() == 1:
         return True
+    from .poll import Backoff, poll_until
+
     req = comm.Ibarrier()
-    deadline = time.monotonic() + timeout
-    while not req.Test():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
+    return poll_until(req.Test, Backoff(nap=0.001), timeout=timeout)
 
 
 def abort_world(code: int = EXIT_FAILURE, drain: float = 0.3) -> None:
