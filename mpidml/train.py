@@ -10,6 +10,7 @@ stack (no numba, scipy or h5py) and do not initialise MPI.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from .engine.config import TrainConfig, build_parser, config_from_args, parse_args
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
 
     from .doctor import check_world
     from .engine.trainer import Trainer
+    from .runtime.signals import STOP_SIGNALS
 
     try:
         check_world(MPI.COMM_WORLD)
@@ -44,9 +46,13 @@ def main(argv=None) -> int:
             sys.stderr.write(f"mpidml: error: {exc}\n")
         return EXIT_USAGE
     comm = MPI.COMM_WORLD.Dup()  # own communicator: our tags never meet the user's
-    # The signal handlers stay until the process exits: a signal after the run has
-    # finished cannot kill it (exit 0), one during the run stops it with a checkpoint.
+    # The run's signal handlers stay until it returns; then the signals are ignored, so
+    # one that arrives after the run has finished (during MPI_Finalize, say) cannot kill
+    # it: exit 0. (Python resets its own handlers to the default at interpreter exit, but
+    # leaves SIG_IGN alone.)
     Trainer(cfg, comm, restore_signals=False).run()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     comm.Free()
     return 0
 

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -109,8 +108,9 @@ def test_no_algorithm_name_outside_algos():
             assert needle not in text, f"{path}: {needle}"
 
 
-def test_engine_functions_are_short():
-    for path in list((ROOT / "mpidml" / "engine").glob("*.py")) + [ROOT / "mpidml" / "train.py"]:
+def test_functions_are_short():
+    """No function over 80 lines (the kernels may unroll deliberately; none does today)."""
+    for path in (ROOT / "mpidml").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1

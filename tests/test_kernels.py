@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from mpidml.kernels.logreg import logreg_correct_dense, logreg_loss_grad_dense, logreg_loss_grad_reference
+from mpidml.kernels.logreg import logreg_correct_dense, logreg_loss_grad_dense
+
+from reference import logreg_loss_grad_reference
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-3), np.float64: dict(rtol=1e-10, atol=1e-9)}
 

@@ -17,13 +17,11 @@ from mpidml.kernels.logreg import (
     logreg_loss_grad_csr_parallel,
     logreg_loss_grad_dense,
     logreg_loss_grad_dense_parallel,
-    logreg_loss_grad_reference,
     new_scratch,
 )
 from mpidml.kernels.lsq import (
     lsq_loss_grad_csr,
     lsq_loss_grad_dense,
-    lsq_loss_grad_reference,
     lsq_sq_error_csr,
     lsq_sq_error_dense,
 )
@@ -32,7 +30,6 @@ from mpidml.kernels.mlp import (
     mlp_correct_dense,
     mlp_loss_grad_csr,
     mlp_loss_grad_dense,
-    mlp_loss_grad_reference,
     mlp_param_count,
 )
 from mpidml.kernels.softmax import (
@@ -40,9 +37,15 @@ from mpidml.kernels.softmax import (
     softmax_correct_dense,
     softmax_loss_grad_csr,
     softmax_loss_grad_dense,
-    softmax_loss_grad_reference,
 )
 from mpidml.models import MLP, LeastSquares, LogReg, Softmax
+
+from reference import (
+    logreg_loss_grad_reference,
+    lsq_loss_grad_reference,
+    mlp_loss_grad_reference,
+    softmax_loss_grad_reference,
+)
 
 DTYPES = [np.float32, np.float64]
 

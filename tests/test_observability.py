@@ -18,7 +18,7 @@ EPOCH_FIELDS = {"type", "epoch", "step", "samples", "train_seconds", "objective"
 SUMMARY_FIELDS = {"type", "epochs", "steps", "world_size", "objective_initial", "objective", "grad_norm",
                   "test_accuracy", "train_seconds", "startup_seconds", "compile_seconds", "load_seconds",
                   "wall_seconds", "samples_per_second", "bytes_communicated", "params_identical",
-                  "params_digest", "checkpoint", "resumed_from_step"}
+                  "params_digest", "checkpoint", "resumed_from_step", "allreduce_calls"}
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,10 @@ def test_pow2_and_float32_transcendentals():
 
 def test_dense_paths_match_numpy():
     from mpidml.kernels._common import consecutive
-    from mpidml.kernels.logreg import logreg_loss_grad_dense, logreg_loss_grad_reference
-    from mpidml.kernels.lsq import lsq_loss_grad_dense, lsq_loss_grad_reference
+    from mpidml.kernels.logreg import logreg_loss_grad_dense
+    from mpidml.kernels.lsq import lsq_loss_grad_dense
+
+    from reference import logreg_loss_grad_reference, lsq_loss_grad_reference
 
     @njit
     def is_run(rows, lo, hi):

@@ -27,7 +27,9 @@ import argparse
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .. import __version__
 from ..algos import algorithm_class, algorithm_names
@@ -36,7 +38,7 @@ from ..algos.choco import ChocoConfig
 from ..algos.easgd import EASGDConfig
 from ..algos.local_sgd import LocalSGDConfig
 from ..algos.ps import PSConfig
-from ..options import check_value, knob, knobs_of
+from ..options import Knob, check_value, knob, knobs_of
 
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "AlgoConfig", "CheckpointConfig", "OutputConfig",
            "TrainConfig", "PARTS", "BUILTIN_MODELS", "build_parser", "parse_args", "load_toml", "config_from_args"]
@@ -330,8 +332,8 @@ class OutputConfig:
             raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
         if self.metrics_every < 0:
             raise ValueError(f"--metrics-every must be >= 0, got {self.metrics_every}")
-        if not self.progress_every > 0:
-            raise ValueError(f"--progress-every must be > 0, got {self.progress_every}")
+        if not self.progress_every >= 0:
+            raise ValueError(f"--progress-every must be >= 0, got {self.progress_every}")
 
 
 #: the general parts, in --help order; the algorithms' own parts follow them
@@ -367,8 +369,9 @@ class TrainConfig(OutputConfig, CheckpointConfig, AlgoConfig, OptimConfig, Model
         if self.model != "logreg" or self.optimizer != "sgd" or self.memory_budget:
             raise ValueError("--hogwild-threads updates logistic-regression weights row by row with plain "
                              "SGD: it needs --model logreg --optimizer sgd and no --memory-budget")
-        if self.hogwild_threads > numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"--hogwild-threads {self.hogwild_threads} > the {numba.config.NUMBA_NUM_THREADS} "
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        if self.hogwild_threads > limit:
+            raise ValueError(f"--hogwild-threads {self.hogwild_threads} > the {limit} "
                              f"numba threads this process may use (NUMBA_NUM_THREADS)")
 
     def effective_optimizer(self) -> str:
@@ -412,6 +415,7 @@ def _add_knob(group, k) -> None:
         group.add_argument(*names, action="store_true", default=k.default, help=k.help)
         return
     kinds = [t for t in k.kinds if t is not type(None)]
+    conv: Callable[[str], Any]
     if kinds == [int]:
         conv = int
     elif kinds == [float]:
@@ -465,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _all_knobs() -> dict:
-    out = {}
+def _all_knobs() -> dict[str, Knob]:
+    out: dict[str, Knob] = {}
     for part in (*PARTS, *_algo_parts()):
         for k in knobs_of(part):
             out.setdefault(k.name, k)

@@ -11,8 +11,8 @@ A hook is any object with some of these methods (``Hook`` has them all as no-ops
     on_end(summary)                    the run's summary (every rank)
 
 The built-in ones: ``RunLog`` (rank-0 lines and the JSON-lines metrics file),
-``WatchdogHook`` (heartbeats), ``TimelineHook`` (Chrome trace), ``ProgressHook``
-(in-epoch bar or lines). A user passes more with ``Trainer(..., hooks=[...])`` or
+``TimelineHook`` (Chrome trace), ``ProgressHook`` (in-epoch bar or lines). The stall
+watchdog is not a hook: the ``Trainer`` beats it directly, before any hook exists. A user passes more with ``Trainer(..., hooks=[...])`` or
 ``mpidml.fit(..., hooks=[...])``.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["Hook", "Hooks", "RunLog", "WatchdogHook", "TimelineHook", "ProgressHook"]
+__all__ = ["Hook", "Hooks", "RunLog", "TimelineHook", "ProgressHook"]
 
 
 class Hook:
@@ -36,23 +36,44 @@ class Hook:
     def on_end(self, summary: dict) -> None: ...
 
 
-class Hooks:
-    """Calls each hook's method in order (hooks may define only some methods)."""
-
-    _NAMES = ("on_start", "on_phase", "on_epoch_start", "on_step", "on_epoch_end", "on_epoch", "on_end")
+class Hooks(Hook):
+    """Calls each hook's method in order (a hook may define only some of the methods)."""
 
     def __init__(self, hooks):
         self.hooks = list(hooks)
-        for name in self._NAMES:
-            fns = [getattr(h, name) for h in self.hooks if callable(getattr(h, name, None))]
-            setattr(self, name, self._caller(fns))
 
-    @staticmethod
-    def _caller(fns):
-        def call(*args):
-            for fn in fns:
-                fn(*args)
-        return call
+    def _each(self, name: str):
+        return [fn for fn in (getattr(h, name, None) for h in self.hooks) if callable(fn)]
+
+    def on_start(self, trainer) -> None:
+        for fn in self._each("on_start"):
+            fn(trainer)
+
+    def on_phase(self, phase: str, step: int) -> None:
+        for h in self.hooks:     # the hot one: called twice per step
+            fn = getattr(h, "on_phase", None)
+            if fn is not None:
+                fn(phase, step)
+
+    def on_epoch_start(self, epoch: int, first_step: int) -> None:
+        for fn in self._each("on_epoch_start"):
+            fn(epoch, first_step)
+
+    def on_step(self, step_in_epoch: int, outcome) -> None:
+        for fn in self._each("on_step"):
+            fn(step_in_epoch, outcome)
+
+    def on_epoch_end(self) -> None:
+        for fn in self._each("on_epoch_end"):
+            fn()
+
+    def on_epoch(self, record: dict) -> None:
+        for fn in self._each("on_epoch"):
+            fn(record)
+
+    def on_end(self, summary: dict) -> None:
+        for fn in self._each("on_end"):
+            fn(summary)
 
 
 class RunLog(Hook):
@@ -91,16 +112,6 @@ class RunLog(Hook):
         if self.fh:
             self.fh.close()
             self.fh = None
-
-
-class WatchdogHook(Hook):
-    """Every phase change is a heartbeat of the stall watchdog (``runtime.watchdog``)."""
-
-    def __init__(self, watchdog):
-        self.watchdog = watchdog
-
-    def on_phase(self, phase: str, step: int) -> None:
-        self.watchdog.beat(phase, step)
 
 
 class TimelineHook(Hook):

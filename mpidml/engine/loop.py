@@ -30,17 +30,11 @@ class EpochLoop:
         stopped_by = 0
         batches = t.source.epoch(t.steps_per_epoch, t.cfg.seed, epoch, order_rank)
         for s_in_epoch, pieces in self._remaining(epoch, batches):
-            out = self._step(pieces)
-            if out is not None:
-                t.hooks.on_step(s_in_epoch, out)
-                stopped_by = int(out.stop)
-                if out.end_epoch:
-                    break
-            self._count_step(epoch, out)
-            if stopped_by:                 # some rank got SIGTERM/SIGUSR1: all stop here
+            stopped_by, over = self._take_step(epoch, s_in_epoch, pieces)
+            if over:
                 break
             if t.cfg.checkpoint_every and t.step % t.cfg.checkpoint_every == 0 and t.step < t.total_steps:
-                t.mark("checkpoint", t.step)
+                t.mark("checkpoint", t.step, slow=True)
                 t.save_checkpoint(t.step)
         return stopped_by
 
@@ -57,14 +51,8 @@ class EpochLoop:
             if ahead is not None:
                 stopped_by = int(ahead.stop)
                 break
-            out = self._step(pieces)
-            if out is not None:
-                t.hooks.on_step(s_in_epoch, out)
-                stopped_by = int(out.stop)
-                if out.end_epoch:
-                    break
-            self._count_step(epoch, out)
-            if stopped_by:
+            stopped_by, over = self._take_step(epoch, s_in_epoch, pieces)
+            if over:
                 break
         return self._asynchronous_epoch_end(epoch, stopped_by)
 
@@ -92,6 +80,19 @@ class EpochLoop:
         while True:
             yield from t.source.epoch(t.steps_per_epoch, t.cfg.seed, epoch + 100_000 * k, t.rank)
             k += 1
+
+    def _take_step(self, epoch: int, s_in_epoch: int, pieces) -> tuple[int, bool]:
+        """One step and its accounting: (the agreed stop signal, whether the epoch is over
+        for this rank — a stop, or an asynchronous algorithm ending the epoch)."""
+        out = self._step(pieces)
+        stopped_by = 0
+        if out is not None:
+            self.t.hooks.on_step(s_in_epoch, out)
+            stopped_by = int(out.stop)       # some rank got SIGTERM/SIGUSR1: all stop here
+            if out.end_epoch:
+                return stopped_by, True      # (the step is not counted: the epoch ended before it)
+        self._count_step(epoch, out)
+        return stopped_by, bool(stopped_by)
 
     def _step(self, pieces):
         """Compute this rank's gradient sums on ``pieces`` and hand them to the algorithm."""
@@ -131,6 +132,6 @@ class EpochLoop:
         t.algo.finish_epoch()
         t.step = epoch * t.steps_per_epoch
         if t.cfg.checkpoint_every and t.step < t.total_steps and not stopped_by:
-            t.mark("checkpoint", t.step)
+            t.mark("checkpoint", t.step, slow=True)
             t.save_checkpoint(t.step)
         return stopped_by

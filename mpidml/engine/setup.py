@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .. import __version__
-from .hooks import RunLog
+from .hooks import Hooks, RunLog
 
 __all__ = ["set_up", "model_class", "describe_model", "describe_optimizer"]
 
@@ -27,7 +27,7 @@ def set_up(t) -> None:
     """Collective: everything before the first epoch."""
     from ..algos import algorithm_class
 
-    t.hooks = _EarlyHooks(t.watchdog)     # until install_hooks: phases only beat the watchdog
+    t.hooks = Hooks([])     # until install_hooks: phases only beat the watchdog
     _check_config(t)
     t.algo_cls = algorithm_class(t.cfg.algo)
     _load_data(t)
@@ -37,16 +37,6 @@ def set_up(t) -> None:
     _prepare_evaluation(t)
     t.install_hooks()
     _announce(t)
-
-
-class _EarlyHooks:
-    """Phase changes during set-up: heartbeats only (timeline and progress start later)."""
-
-    def __init__(self, watchdog):
-        self.watchdog = watchdog
-
-    def on_phase(self, phase, step):
-        self.watchdog.beat(phase, step)
 
 
 def _check_config(t) -> None:
@@ -72,7 +62,7 @@ def _check_config(t) -> None:
     t.coll = Collectives(comm, debug=True if cfg.debug_collectives else None)
     t.counters = t.coll.counters
     if cfg.data is None:
-        t.mark("start-up: generating the default data set", -1)
+        t.mark("start-up: generating the default data set", -1, slow=True)
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=RunLog(t.rank, False, None).always)
     t.log = fail_together(comm, "opening the metrics file", RunLog, t.rank, cfg.quiet, cfg.metrics)
 
@@ -110,7 +100,7 @@ def _load_data(t) -> None:
     from ..runtime.errors import MpidmlError, fail_together
 
     cfg, comm, log = t.cfg, t.comm, t.log
-    t.mark("start-up: loading the data", -1)
+    t.mark("start-up: loading the data", -1, slow=True)
     t0 = time.perf_counter()
     label_mode = _label_mode(t)
     t.stream = None
@@ -184,7 +174,7 @@ def _build_model(t) -> None:
     if cfg.hogwild_threads:
         from ..algos.hogwild import check_hogwild
         fail_together(comm, "checking --hogwild-threads", check_hogwild, cfg, shard)
-    t.mark("start-up: compiling kernels", -1)
+    t.mark("start-up: compiling kernels", -1, slow=True)
     t.t_compile = _warm_up_kernels(t)
     t.steps_per_epoch = max(1, math.ceil(t.n / cfg.batch_size))
     t.total_steps = t.steps_per_epoch * cfg.epochs
@@ -279,7 +269,7 @@ def _open_checkpoints(t) -> None:
     t.start_step = 0
     if not cfg.checkpoint_dir:
         return
-    t.mark("start-up: checkpoints", -1)
+    t.mark("start-up: checkpoints", -1, slow=True)
     t.ckpt = Checkpointer(t.comm, cfg.checkpoint_dir, cfg.checkpoint_keep, t.model_desc,
                           {k: v for k, v in dataclasses.asdict(cfg).items() if k != "resume"}, t.fault,
                           data=cfg.data, resume=cfg.resume, overwrite=cfg.overwrite_checkpoints,

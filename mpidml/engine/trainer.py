@@ -17,13 +17,19 @@ import dataclasses
 import hashlib
 import math
 import time
+from typing import Any
 
 import numpy as np
 
 from .config import TrainConfig
-from .hooks import Hooks, ProgressHook, TimelineHook, WatchdogHook
+from .hooks import Hook, Hooks, ProgressHook, RunLog, TimelineHook
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "SLOW_PHASE_ALLOWANCE"]
+
+#: seconds a phase that cannot beat the watchdog from inside may take at least (loading a
+#: shard, compiling kernels, generating the default data, writing a checkpoint while the
+#: other ranks wait): ``--stall-timeout`` applies there as max(limit, this)
+SLOW_PHASE_ALLOWANCE = 120.0
 
 
 def _digest(a: np.ndarray) -> str:
@@ -44,6 +50,48 @@ class Trainer:
             finished run).
     """
 
+    # The run's state, filled in by engine/setup.py (set_up) before the first epoch.
+    log: RunLog
+    hooks: Hook
+    timeline: TimelineHook
+    coll: Any                   # comm.collectives.Collectives
+    counters: Any               # its ByteCounter
+    fault: Any                  # runtime.faults.FaultPlan | None
+    algo_cls: type
+    algo: Any                   # algos.base.Algorithm
+    model: Any                  # the mpidml.Model being trained
+    opt: Any
+    optimizer_name: str
+    shard: Any
+    test: Any
+    source: Any                 # data.batches row source
+    stream: Any
+    evaluator: Any
+    ckpt: Any
+    ckpt_lock: Any
+    model_desc: dict
+    params: np.ndarray
+    scratch: np.ndarray
+    n: int
+    d: int
+    n_classes: int
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int
+    base_lr: float
+    metric_key: str
+    t_load: float
+    t_compile: float
+    threads: Any
+    threads_applied: dict
+    # ... and the loop's
+    step: int
+    lr: float
+    t_epoch: float
+    train_time: float
+    phase_time: np.ndarray
+    stopped_by: int
+
     def __init__(self, cfg: TrainConfig, comm, model=None, hooks=(), restore_signals: bool = True):
         self.cfg = dataclasses.replace(cfg)       # a private copy: the defaults filled in below stay ours
         self.comm = comm
@@ -60,6 +108,7 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.stop = StopRequest()
         self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size)
+        self.watchdog.beat("start-up", -1, SLOW_PHASE_ALLOWANCE)
         try:
             from .setup import set_up
             set_up(self)
@@ -73,8 +122,10 @@ class Trainer:
             if self.restore_signals:
                 self.stop.restore()
 
-    def mark(self, phase: str, at_step: int) -> None:
-        """Enter a phase: the watchdog's heartbeat and the timeline's event boundary."""
+    def mark(self, phase: str, at_step: int, slow: bool = False) -> None:
+        """Enter a phase: the watchdog's heartbeat (``slow``: a phase that cannot beat from
+        inside, see ``SLOW_PHASE_ALLOWANCE``) and the hooks' event boundary (timeline)."""
+        self.watchdog.beat(phase, at_step, SLOW_PHASE_ALLOWANCE if slow else 0.0)
         self.hooks.on_phase(phase, at_step)
 
     def install_hooks(self) -> None:
@@ -83,7 +134,7 @@ class Trainer:
         self.timeline = TimelineHook(self.comm, cfg.timeline)
         progress = ProgressHook("none" if cfg.quiet else cfg.progress, self.rank, cfg.epochs,
                                 self.steps_per_epoch, self.n, cfg.progress_every)
-        self.hooks = Hooks([WatchdogHook(self.watchdog), self.timeline, progress, self.log, *self.extra_hooks])
+        self.hooks = Hooks([self.timeline, progress, self.log, *self.extra_hooks])
 
     def lr_at(self, step: int) -> float:
         from ..optim import lr_at
@@ -187,7 +238,7 @@ class Trainer:
         from ..runtime.signals import EXIT_STOPPED
 
         cfg, log, comm = self.cfg, self.log, self.comm
-        self.mark("checkpoint", self.step)
+        self.mark("checkpoint", self.step, slow=True)
         final_ckpt = self.save_checkpoint(self.step)
         if self.ckpt is not None:
             self.ckpt.close()   # releases the checkpoint directory's lock
@@ -198,7 +249,7 @@ class Trainer:
             self.timeline.write()
             log.close()
             raise SystemExit(EXIT_STOPPED)
-        self.mark("teardown", self.step)
+        self.mark("teardown", self.step, slow=True)
         self.timeline.write()
         if not self.history:   # resumed from a finished run: nothing left to do
             with self.counters.uncounted():
@@ -233,10 +284,11 @@ class Trainer:
                      f"all ranks matched")
         if cfg.save_model:
             from ..saved import save_model
+            path = cfg.save_model
 
             def write_model():
                 if self.rank == 0:
-                    save_model(cfg.save_model, self.model_desc, final, dataclasses.asdict(cfg),
+                    save_model(path, self.model_desc, final, dataclasses.asdict(cfg),
                                {k: v for k, v in summary.items() if k != "type"})
             fail_together(comm, f"saving the model to {cfg.save_model}", write_model)
         self.hooks.on_end(summary)

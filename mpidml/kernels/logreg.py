@@ -33,8 +33,7 @@ from .simd import lanes, pow2_neg_f32, vadd, vfma, vload_tail, vsplat, vstore_ta
 
 __all__ = [
     "logreg_loss_grad_dense", "logreg_loss_grad_dense_parallel", "logreg_correct_dense",
-    "logreg_loss_grad_csr", "logreg_loss_grad_csr_parallel", "logreg_correct_csr",
-    "logreg_loss_grad_reference", "new_scratch", "BLOCK",
+    "logreg_loss_grad_csr", "logreg_loss_grad_csr_parallel", "logreg_correct_csr", "new_scratch", "BLOCK",
     "logreg_partial_margins_dense", "logreg_partial_margins_csr", "logreg_residuals", "logreg_block_grad_dense",
     "logreg_block_grad_csr", "logreg_correct_margins", "dense_glm_range",
 ]
@@ -551,14 +550,3 @@ def logreg_correct_margins(z, y, rows, b):
         if pred == y[rows[t]]:
             correct += 1
     return correct
-
-
-def logreg_loss_grad_reference(X, y, w):
-    """Plain numpy reference (float64): summed loss and gradient over all rows of X."""
-    X = np.asarray(X, np.float64)
-    y = np.asarray(y, np.float64)
-    w = np.asarray(w, np.float64)
-    z = X @ w[:-1] + w[-1]
-    loss = np.sum(np.logaddexp(0.0, z) - y * z)
-    r = 1.0 / (1.0 + np.exp(-z)) - y
-    return loss, np.concatenate([X.T @ r, [r.sum()]])

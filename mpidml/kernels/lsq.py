@@ -12,7 +12,7 @@ from ._common import FASTMATH, dot_row, sparse_dot, uidx, zero
 from .logreg import BLOCK, dense_glm_range, new_scratch
 
 __all__ = ["new_scratch", "lsq_loss_grad_dense", "lsq_sq_error_dense", "lsq_loss_grad_csr",
-           "lsq_sq_error_csr", "lsq_loss_grad_reference"]
+           "lsq_sq_error_csr"]
 
 
 @njit(cache=True, nogil=True)
@@ -69,11 +69,3 @@ def lsq_sq_error_csr(data, indices, indptr, y, rows, w):
         r = float(z) - float(y[i])
         sse += r * r
     return sse
-
-
-def lsq_loss_grad_reference(X, y, w):
-    """Plain numpy reference (float64): summed ½ squared error and gradient."""
-    X = np.asarray(X, np.float64)
-    w = np.asarray(w, np.float64)
-    r = X @ w[:-1] + w[-1] - np.asarray(y, np.float64)
-    return 0.5 * np.sum(r * r), np.concatenate([X.T @ r, [r.sum()]])

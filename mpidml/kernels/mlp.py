@@ -28,7 +28,7 @@ from .simd import lanes, vload, vload_tail, vstore, vstore_tail
 
 __all__ = [
     "mlp_param_count", "mlp_loss_grad_dense", "mlp_correct_dense",
-    "mlp_loss_grad_csr", "mlp_correct_csr", "mlp_loss_grad_reference",
+    "mlp_loss_grad_csr", "mlp_correct_csr",
 ]
 
 
@@ -300,33 +300,3 @@ def mlp_correct_csr(data, indices, indptr, y, rows, params, sizes, act, cap):
         hits += _argmax_hits(_act(act, sizes, sizes.shape[0] - 2, nb, cap), y, rows, lo)
         lo += nb
     return hits
-
-
-def mlp_loss_grad_reference(X, y, params, sizes):
-    """Plain numpy reference (float64): summed cross-entropy and flat gradient."""
-    X = np.asarray(X, np.float64)
-    p = np.asarray(params, np.float64)
-    Ws, bs, off = [], [], 0
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        Ws.append(p[off: off + a * b].reshape(a, b))
-        bs.append(p[off + a * b: off + a * b + b])
-        off += a * b + b
-    acts = [X]
-    for l, (W, b) in enumerate(zip(Ws, bs)):
-        Z = acts[-1] @ W + b
-        acts.append(np.maximum(Z, 0) if l < len(Ws) - 1 else Z)
-    Z = acts[-1]
-    m = Z.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))
-    yi = np.asarray(y).astype(np.int64)
-    idx = np.arange(len(yi))
-    loss = np.sum(lse - Z[idx, yi])
-    D = np.exp(Z - lse[:, None])
-    D[idx, yi] -= 1
-    grads = []
-    for l in range(len(Ws) - 1, -1, -1):
-        grads.append(((acts[l].T @ D).ravel(), D.sum(axis=0)))
-        if l > 0:
-            D = (D @ Ws[l].T) * (acts[l] > 0)
-    flat = [g for pair in reversed(grads) for g in pair]
-    return loss, np.concatenate(flat)

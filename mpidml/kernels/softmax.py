@@ -14,7 +14,6 @@ by the model to the global mean gradient.
 
 import math
 
-import numpy as np
 from numba import njit
 
 from ._common import FASTMATH, zero
@@ -22,7 +21,6 @@ from ._common import FASTMATH, zero
 __all__ = [
     "softmax_loss_grad_dense", "softmax_correct_dense",
     "softmax_loss_grad_csr", "softmax_correct_csr",
-    "softmax_loss_grad_reference",
 ]
 
 
@@ -157,19 +155,3 @@ def softmax_correct_csr(data, indices, indptr, y, rows, w, zk):
         if _argmax(zk) == int(y[i]):
             correct += 1
     return correct
-
-
-def softmax_loss_grad_reference(X, y, w, K):
-    """Plain numpy reference (float64): summed loss and flat gradient over all rows."""
-    X = np.asarray(X, np.float64)
-    w = np.asarray(w, np.float64)
-    d = X.shape[1]
-    W, b = w[: d * K].reshape(d, K), w[d * K:]
-    Z = X @ W + b
-    m = Z.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))
-    yi = np.asarray(y).astype(np.int64)
-    loss = np.sum(lse - Z[np.arange(len(yi)), yi])
-    R = np.exp(Z - lse[:, None])
-    R[np.arange(len(yi)), yi] -= 1.0
-    return loss, np.concatenate([(X.T @ R).ravel(), R.sum(axis=0)])

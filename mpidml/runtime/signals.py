@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["StopRequest", "EXIT_STOPPED"]
+__all__ = ["StopRequest", "EXIT_STOPPED", "STOP_SIGNALS"]
 
 EXIT_STOPPED = 3   # stopped by a signal after writing a checkpoint; resume with --resume
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopRequest:
     """Install handlers for ``signals``; ``requested`` becomes the signal number."""
 
-    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)):
+    def __init__(self, signals=STOP_SIGNALS):
         self.requested = 0
         self._previous = {}
         for sig in signals:

@@ -18,8 +18,9 @@ from mpi4py import MPI
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugins"))
 
 import avg_every_step  # noqa: E402,F401  (registers "avg_every_step")
-import mpidml  # noqa: E402
 from poisson_model import Poisson  # noqa: E402
+
+import mpidml  # noqa: E402
 
 comm = MPI.COMM_WORLD
 path = sys.argv[1]
