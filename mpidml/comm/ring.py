@@ -36,8 +36,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import debug as _debug
-from .common import (DEFAULT_COUNTERS, ByteCounter, allreduce_buffers, as_buffer, counters_or_default,
-                     scale_mean, scratch_buffer, segment_counts)
+from .common import (
+    DEFAULT_COUNTERS,
+    ByteCounter,
+    allreduce_buffers,
+    as_buffer,
+    counters_or_default,
+    scale_mean,
+    scratch_buffer,
+    segment_counts,
+)
 from .tags import Tag
 
 __all__ = [

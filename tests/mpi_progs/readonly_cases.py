@@ -18,7 +18,7 @@ import json
 import numpy as np
 from mpi4py import MPI
 
-from mpidml import ring_allreduce, ring_allgather, ring_reduce_scatter
+from mpidml import ring_allgather, ring_allreduce, ring_reduce_scatter
 from mpidml.comm.collectives import Collectives
 
 comm = MPI.COMM_WORLD.Dup()
