@@ -41,7 +41,7 @@ import os
 import numpy as np
 
 from . import debug as _debug
-from .common import ByteCounter, DEFAULT_COUNTERS, check_buffer
+from .common import ByteCounter, DEFAULT_COUNTERS, allreduce_buffers
 from .select import BCAST_IMPLS, IMPLS, CommContext, env_small_bytes, native_allreduce, policy
 from .control import CONTROL, ControlLayout, ControlValues
 from .tags import Tag
@@ -107,21 +107,17 @@ class Collectives:
         """Allreduce of a 1-D buffer: in place (``out=None``: ``buf`` overwritten and
         returned) or into ``out`` (same size and dtype; ``buf`` untouched). ``op`` "sum" or
         "avg"; ``impl`` None uses the instance's (``auto`` unless forced). Every rank passes
-        the same length, dtype, op and impl and gets back the same bits."""
+        the same length, dtype, op and impl and gets back the same bits. ``buf`` may be
+        any buffer-protocol array; out of place it is only read, so it may be read-only
+        (in place, a read-only ``buf`` raises ``ValueError`` naming ``out=``)."""
         impl = self.impl if impl is None else impl
+        buf, out = allreduce_buffers(buf, out)
         dbg = self.debug
         if dbg.on and _debug.outermost():
             with dbg.checked(self.comm, "allreduce", buf, op=op, impl=impl):
                 return self.allreduce(buf, op, impl=impl, out=out)
         if op != "sum" and op != "avg":
             raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
-        check_buffer(buf, reduce=True)
-        if out is None:
-            out = buf
-        elif out is not buf:
-            check_buffer(out, reduce=True)
-            if out.size != buf.size or out.dtype != buf.dtype:
-                raise ValueError(f"out has {out.size} x {out.dtype}, buf has {buf.size} x {buf.dtype}")
         if impl == "auto":
             impl = self.choose(buf.nbytes, buf.dtype)
         elif impl not in IMPLS:

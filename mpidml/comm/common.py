@@ -8,8 +8,10 @@ No MPI here (importable from ``data/`` and pure unit tests):
 * ``block_counts`` / ``segment_counts`` — the balanced split of ``n`` items into
   ``parts`` blocks (the ring's segments and the data partitioner's row blocks are the
   same function).
-* ``check_buffer``, ``scale_mean``, ``scratch_buffer`` — the buffer contract, the
-  ``op="avg"`` scaling, and the per-thread receive scratch of the collectives.
+* ``check_buffer``, ``as_buffer``, ``allreduce_buffers``, ``scale_mean``,
+  ``scratch_buffer`` — the buffer contract (any buffer-protocol array in, read-only
+  input only out of place), the ``op="avg"`` scaling, and the per-thread receive
+  scratch of the collectives.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["ByteCounter", "DEFAULT_COUNTERS", "counters_or_default", "block_counts", "segment_counts",
-           "check_buffer", "scale_mean", "scratch_buffer", "REDUCIBLE"]
+           "check_buffer", "as_buffer", "allreduce_buffers", "scale_mean", "scratch_buffer", "REDUCIBLE"]
 
 REDUCIBLE = (np.float32, np.float64, np.int32, np.int64)
 
@@ -95,6 +97,51 @@ def check_buffer(buf: np.ndarray, reduce: bool) -> None:
         raise TypeError("mpidml collectives need a 1-D C-contiguous numpy array")
     if reduce and buf.dtype.type not in REDUCIBLE:
         raise TypeError(f"mpidml reductions support float32/float64/int32/int64, not {buf.dtype}")
+
+
+def as_buffer(buf, *, reduce: bool, writeable: bool, name: str = "buf") -> np.ndarray:
+    """``buf`` as the 1-D C-contiguous numpy array a collective works on, without a copy.
+
+    Accepts a numpy array or any object exporting the buffer protocol (``array.array``,
+    ``memoryview``, ``bytearray``, ...), viewed zero-copy. An input that is only read
+    (``writeable=False``) may also be anything ``np.asarray`` takes (e.g. a JAX array,
+    whose NumPy view is read-only). Raises ``TypeError`` / ``ValueError`` naming what
+    is wrong and the fix; a collective that would write into a read-only buffer says
+    to pass ``out=`` (out of place) instead.
+    """
+    if not isinstance(buf, np.ndarray):
+        try:
+            view = memoryview(buf)
+        except TypeError:
+            if writeable:
+                raise TypeError(
+                    f"{name}: a {type(buf).__module__}.{type(buf).__qualname__} is not a numpy array and "
+                    f"exports no buffer, so an in-place collective cannot write into it; reduce out of place "
+                    f"with out=np.empty(...) (the input is only read)") from None
+            buf = np.asarray(buf)
+        else:
+            buf = np.asarray(view)     # zero-copy; read-only iff the exporter is
+    check_buffer(buf, reduce)
+    if writeable and not buf.flags.writeable:
+        raise ValueError(
+            f"{name} is read-only (e.g. np.asarray of a JAX array or a read-only view) and this collective "
+            f"writes its result into it: pass out=np.empty_like({name}) to reduce out of place (the input is "
+            f"only read), or a writeable copy")
+    return buf
+
+
+def allreduce_buffers(buf, out) -> tuple[np.ndarray, np.ndarray]:
+    """The (input, output) arrays of an allreduce: ``out=None`` (or ``out is buf``) is in
+    place and needs a writeable ``buf``; otherwise ``buf`` is only read (read-only is
+    fine) and ``out`` must be writeable, of the same size and dtype."""
+    if out is None or out is buf:
+        buf = as_buffer(buf, reduce=True, writeable=True)
+        return buf, buf
+    buf = as_buffer(buf, reduce=True, writeable=False)
+    out = as_buffer(out, reduce=True, writeable=True, name="out")
+    if out.size != buf.size or out.dtype != buf.dtype:
+        raise ValueError(f"out has {out.size} x {out.dtype}, buf has {buf.size} x {buf.dtype}")
+    return buf, out
 
 
 def scale_mean(seg: np.ndarray, p: int) -> None:

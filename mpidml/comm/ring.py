@@ -36,8 +36,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import debug as _debug
-from .common import (DEFAULT_COUNTERS, ByteCounter, check_buffer, counters_or_default, scale_mean,
-                     scratch_buffer, segment_counts)
+from .common import (
+    DEFAULT_COUNTERS,
+    ByteCounter,
+    allreduce_buffers,
+    as_buffer,
+    counters_or_default,
+    scale_mean,
+    scratch_buffer,
+    segment_counts,
+)
 from .tags import Tag
 
 __all__ = [
@@ -117,13 +125,14 @@ def ring_reduce_scatter(comm, buf: np.ndarray, op: str = "sum", *, counters: Byt
     Every rank passes ``buf`` (same length and dtype on all ranks). On return rank
     ``r``'s segment ``r`` (see ``segment_counts``) holds the sum (``op="sum"``) or
     mean (``op="avg"``) over ranks; the other segments hold partial sums. Returns the
-    view of this rank's segment.
+    view of this rank's segment. ``buf``: a numpy array or any writeable buffer-protocol
+    array (a read-only one raises ``ValueError``: the result is written into it).
     """
+    buf = as_buffer(buf, reduce=True, writeable=True)
     dbg = _debug.mode(debug)
     if dbg.on and _debug.outermost():
         with dbg.checked(comm, "ring_reduce_scatter", buf, op=op):
             return ring_reduce_scatter(comm, buf, op, counters=counters, debug=dbg)
-    check_buffer(buf, reduce=True)
     p, rank = comm.Get_size(), comm.Get_rank()
     counts, offsets = segment_counts(buf.size, p)
     _reduce_scatter_inplace(comm, buf, counts, offsets, counters_or_default(counters))
@@ -141,31 +150,39 @@ def ring_allgather(comm, buf: np.ndarray, *, counters: ByteCounter | None = None
 
     On entry rank ``r`` holds valid data in its segment ``r`` of ``buf`` (layout of
     ``segment_counts(buf.size, p)``); on return every rank holds every segment.
+    ``buf`` must be writeable (a numpy array or buffer-protocol array).
     """
+    buf = as_buffer(buf, reduce=False, writeable=True)
     dbg = _debug.mode(debug)
     if dbg.on and _debug.outermost():
         with dbg.checked(comm, "ring_allgather", buf):
             return ring_allgather(comm, buf, counters=counters, debug=dbg)
-    check_buffer(buf, reduce=False)
     counts, offsets = segment_counts(buf.size, comm.Get_size())
     _allgather_inplace(comm, buf, counts, offsets, counters_or_default(counters))
     return buf
 
 
-def ring_allreduce(comm, buf: np.ndarray, op: str = "sum", *, counters: ByteCounter | None = None,
-                   debug: _debug.DebugMode | None = None) -> np.ndarray:
-    """In-place ring allreduce (reduce-scatter + allgather); returns ``buf``.
+def ring_allreduce(comm, buf: np.ndarray, op: str = "sum", *, out: np.ndarray | None = None,
+                   counters: ByteCounter | None = None, debug: _debug.DebugMode | None = None) -> np.ndarray:
+    """Ring allreduce (reduce-scatter + allgather): in place (``out=None``: ``buf``
+    overwritten and returned) or into ``out`` (same size and dtype; ``buf`` only read,
+    so it may be read-only, e.g. ``np.asarray`` of a JAX array). Returns the result.
 
-    Every rank passes a buffer of the same length and dtype; every rank gets back
-    the bit-identical elementwise sum (``op="sum"``) or mean (``op="avg"``).
+    Every rank passes a buffer of the same length and dtype (a numpy array or any
+    buffer-protocol array); every rank gets back the bit-identical elementwise sum
+    (``op="sum"``) or mean (``op="avg"``). A read-only ``buf`` without ``out`` raises
+    ``ValueError`` saying to pass ``out=``.
     """
+    buf, out = allreduce_buffers(buf, out)
     dbg = _debug.mode(debug)
     if dbg.on and _debug.outermost():
         with dbg.checked(comm, "ring_allreduce", buf, op=op):
-            return ring_allreduce(comm, buf, op, counters=counters, debug=dbg)
+            return ring_allreduce(comm, buf, op, out=out, counters=counters, debug=dbg)
     if op not in ("sum", "avg"):
         raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
-    check_buffer(buf, reduce=True)
+    if out is not buf:
+        out[:] = buf        # out of place: reduce in the output, the input is only read
+    buf = out
     ctr = counters_or_default(counters)
     p, rank = comm.Get_size(), comm.Get_rank()
     counts, offsets = segment_counts(buf.size, p)
