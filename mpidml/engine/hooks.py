@@ -12,8 +12,8 @@ A hook is any object with some of these methods (``Hook`` has them all as no-ops
 
 The built-in ones: ``RunLog`` (rank-0 lines and the JSON-lines metrics file),
 ``TimelineHook`` (Chrome trace), ``ProgressHook`` (in-epoch bar or lines). The stall
-watchdog is not a hook: the ``Trainer`` beats it directly, before any hook exists. A user passes more with ``Trainer(..., hooks=[...])`` or
-``mpidml.fit(..., hooks=[...])``.
+watchdog is not a hook: the ``Trainer`` beats it directly, before any hook exists. A user
+passes more with ``Trainer(..., hooks=[...])`` or ``mpidml.fit(..., hooks=[...])``.
 """
 
 from __future__ import annotations
