@@ -87,7 +87,8 @@ def machine() -> list[str]:
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     import numpy
@@ -152,11 +153,13 @@ def main(argv=None) -> int:
     if res.returncode != 0:
         raise SystemExit(f"micro benchmark failed:\n{res.stderr[-2000:]}")
     mic = json.loads(res.stdout.strip().splitlines()[-1])
-    lines += ["", "The step's allreduce alone (same launch, 3000 calls each, ring and auto interleaved in blocks of 100, "
+    lines += ["", "The step's allreduce alone (same launch, 3000 calls each, ring and auto interleaved in "
+              "blocks of 100, "
               "median µs per call of the block means):", "",
               "| fused buffer | ring µs | auto µs | auto runs | ring / auto |", "| ---: | ---: | ---: | --- | ---: |"]
     for nbytes, m in mic.items():
-        lines.append(f"| {nbytes} B | {m['ring']:.1f} | {m['auto']:.1f} | {m['auto_runs']} | {m['ring'] / m['auto']:.2f}× |")
+        ratio = m["ring"] / m["auto"]
+        lines.append(f"| {nbytes} B | {m['ring']:.1f} | {m['auto']:.1f} | {m['auto_runs']} | {ratio:.2f}× |")
     lines += ["", "Reading it: the step loops of these jobs last 0.1–2 s, so the whole-run steps/s follow the "
               "machine's load (see the min – max spread and the load average); the allreduce-alone rows, many calls "
               "interleaved in one launch, are the steadier comparison.", "", "Per-run steps/s:", ""]

@@ -292,7 +292,7 @@ def latest_checkpoint(directory: str, log=None) -> Checkpoint | None:
     """The newest readable, verified checkpoint in ``directory`` of any run (None if
     there is none). Damaged newer files are reported through ``log`` and skipped."""
     ck, skipped = select_checkpoint(directory)
-    for path, why in skipped:
+    for _path, why in skipped:
         if log:
             log(f"warning: skipping damaged checkpoint: {why.removeprefix('damaged: ')}")
     return ck

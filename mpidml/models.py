@@ -76,7 +76,7 @@ class Model:
     @classmethod
     def build(cls, d: int, n_classes: int = 2, dtype=np.float32, l2: float = 1e-4):
         """The model for ``d`` features (override when the constructor differs)."""
-        return cls(d, dtype=dtype, l2=l2)
+        return cls(d, dtype=dtype, l2=l2)  # type: ignore[misc]  # subclasses take d first
 
     label_mode = "binary"      # load_shard(..., labels=label_mode)
     metric_name = "accuracy"   # or "rmse"

@@ -112,7 +112,8 @@ def test_admm_resume_bit_for_bit_and_memory_report(problems, tmp_path):
     ra, rb = records(tmp_path / "a.jsonl")[-1], records(tmp_path / "b.jsonl")[-1]
     assert rb["resumed_from_step"] == 40 and rb["params_digest"] == ra["params_digest"]
     # elastic: the 2-rank checkpoint continued on 3 ranks (x_i = z, u_i = 0)
-    c = run_mpi(3, base + ["--checkpoint-dir", str(tmp_path / "b"), "--resume", "--epochs", "4", "--resume-with-changes",
+    c = run_mpi(3, base + ["--checkpoint-dir", str(tmp_path / "b"), "--resume", "--epochs", "4",
+                           "--resume-with-changes",
                            "--metrics", str(tmp_path / "c.jsonl")])
     assert c.returncode == 0 and "re-partitioned for 3 rank(s)" in c.stdout, c.output
     assert records(tmp_path / "c.jsonl")[-1]["objective"] < ra["objective"] + 1e-3

@@ -14,7 +14,6 @@ import time
 import h5py
 import numpy as np
 import pytest
-from mpirun import mpiexec_path, run_mpi, test_env
 
 from mpidml.checkpoint import (
     RESUME_RULES,
@@ -31,6 +30,8 @@ from mpidml.data.synth import make_binary_dense
 from mpidml.runtime.atomic import sweep_temp_files
 from mpidml.runtime.errors import MpidmlError
 from mpidml.train import TrainConfig
+
+from mpirun import mpiexec_path, run_mpi, test_env
 
 MODEL = {"kind": "logreg", "d": 4, "dtype": "float32", "nparams": 5}
 HOST = socket.gethostname()

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from mpirun import HERE, run_mpi
-
 from mpidml.data.synth import make_binary_dense
+
+from mpirun import HERE, run_mpi
 
 PROG = os.path.join(HERE, "mpi_progs", "collectives_cases.py")
 

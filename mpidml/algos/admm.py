@@ -36,9 +36,9 @@ dual; the optimizer buffers are averaged as for every per-rank algorithm).
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..options import knob
 from . import register

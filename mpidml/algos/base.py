@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,17 +53,17 @@ class AlgoContext:
     and optimizer, the configuration (``TrainConfig``) and the run's ``Collectives``
     (a new one on ``comm`` when not given)."""
 
-    comm: object
-    model: object
+    comm: Any           # mpi4py.MPI.Intracomm
+    model: Any          # the mpidml.Model protocol
     params: np.ndarray
-    opt: object
-    cfg: object
+    opt: Any            # mpidml.optim optimizer
+    cfg: Any            # engine.config.TrainConfig
     rows: int | None = None     # this rank's training rows (admm weighs its z-update by them)
     coll: Collectives | None = field(default=None)
 
     def __post_init__(self):
         if self.coll is None:
-            from ..comm.collectives import Collectives   # (MPI is imported only when a run starts)
+            from ..comm.collectives import Collectives  # (MPI is imported only when a run starts)
             self.coll = Collectives(self.comm)
 
     @property
@@ -220,6 +220,7 @@ class Algorithm:
     def __init__(self, ctx: AlgoContext):
         self.ctx = ctx
         self.comm = ctx.comm
+        assert ctx.coll is not None      # AlgoContext.__post_init__ made one
         self.coll: Collectives = ctx.coll
         self.rank, self.size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         self.params = ctx.params
@@ -227,9 +228,9 @@ class Algorithm:
         self.opt = ctx.opt
         self.cfg = ctx.cfg
         self.npar = ctx.params.size
-        self.control = Control(ctx.coll)
+        self.control = Control(self.coll)
         self.grad = np.zeros(self.npar, dtype=ctx.dtype)   # the loop writes gradient sums here
-        self._avg = None
+        self._avg: np.ndarray | None = None
 
     # ---- the step -------------------------------------------------------------------
     def step(self, step: int, loss: float, count: float, lr: float, stop: bool) -> Outcome | None:
@@ -273,10 +274,11 @@ class Algorithm:
         """Collective: the mean over ranks of ``x`` (default this rank's parameters)."""
         if self._avg is None:
             self._avg = np.empty(self.npar, dtype=self.params.dtype)
-        self._avg[:] = self.params if x is None else x
+        avg = self._avg
+        avg[:] = self.params if x is None else x
         if self.size > 1:
-            self.coll.allreduce(self._avg, "avg")
-        return self._avg
+            self.coll.allreduce(avg, "avg")
+        return avg
 
     def disagreement(self) -> float | None:
         """Collective: max over ranks of ‖x_i − x̄‖ / ‖x̄‖ (None where replicas are identical)."""

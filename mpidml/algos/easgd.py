@@ -18,9 +18,9 @@ The asynchronous variant, where each worker meets the centre at its own pace, is
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..options import knob
 from . import register

@@ -37,7 +37,7 @@ import numpy as np
 from . import register
 from .base import Algorithm, fixed_rows
 
-__all__ = ["BlockLogReg", "FeatureParallel", "load_blocks"]
+__all__ = ["BlockLogReg", "FeatureParallel", "load_blocks"]  # noqa: F822 (the first and last: module __getattr__)
 
 
 def __getattr__(name):

@@ -10,9 +10,9 @@ local (they are not averaged), as in the papers.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..options import knob
 from . import register

@@ -59,10 +59,9 @@ busy-polling server would take the CPU from the workers.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from ..comm.tags import Tag
 from ..options import knob

@@ -16,7 +16,7 @@ class ControlValues(NamedTuple):
     """One rank's (or, after the sum, all ranks') control numbers."""
 
     loss: float = 0.0      # summed loss since the previous control point
-    count: float = 0.0     # samples behind it
+    count: float = 0.0     # type: ignore[assignment]  # samples behind it (shadows tuple.count, unused here)
     stop: float = 0.0      # ranks asking to stop (SIGTERM/SIGUSR1)
     nan: float = 0.0       # ranks whose loss or gradient went NaN/inf
 

@@ -55,6 +55,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import types
 
 from ..runtime.errors import EXIT_FAILURE, CollectiveError, format_ranks
 
@@ -68,8 +69,8 @@ def env_enabled() -> bool:
 
 _MAGIC = "mpidml-collective-signature"
 _COMM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_SKIP_FILES = (_COMM_DIR, threading.__file__, os.path.dirname(os.path.abspath(__import__("contextlib").__file__))
-               + os.sep + "contextlib.py")
+_SKIP_FILES = (_COMM_DIR, str(threading.__file__),
+               os.path.dirname(os.path.abspath(str(__import__("contextlib").__file__))) + os.sep + "contextlib.py")
 # seq last: a rank that skipped a call usually shows as a different name or count first
 _FIELDS = ("name", "count", "dtype", "op", "root", "impl", "seq")
 _tls = threading.local()
@@ -122,7 +123,7 @@ class DebugMode:
             else:
                 self._seq.pop(comm.py2f(), None)
 
-    def checked(self, comm, name: str, buf=None, **kw) -> "checked":
+    def checked(self, comm, name: str, buf=None, **kw) -> checked:
         return checked(comm, name, buf, mode=self, **kw)
 
 
@@ -185,7 +186,7 @@ class CollectiveMismatch(CollectiveError):
 
 
 def _caller() -> str:
-    f = sys._getframe(2)
+    f: types.FrameType | None = sys._getframe(2)
     while f is not None and f.f_code.co_filename.startswith(_SKIP_FILES):
         f = f.f_back
     if f is None:

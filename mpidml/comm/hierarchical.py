@@ -44,8 +44,8 @@ def parse_fake_nodes(spec: str | None, size: int) -> list[int] | None:
 
 @dataclass
 class NodeLayout:
-    node: object         # communicator of this rank's node
-    leaders: object      # communicator of node leaders (MPI.COMM_NULL on non-leaders)
+    node: MPI.Intracomm      # communicator of this rank's node
+    leaders: MPI.Intracomm   # communicator of node leaders (MPI.COMM_NULL on non-leaders)
     node_index: int
     num_nodes: int
     world_size: int

@@ -38,7 +38,7 @@ class AllreduceHandle:
     (re-raising any error of the background operation); ``test()`` polls."""
 
     def __init__(self, target):
-        self._result = None
+        self._result: np.ndarray | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(target,), daemon=True)
         self._thread.start()
@@ -56,6 +56,7 @@ class AllreduceHandle:
         self._thread.join()
         if self._error is not None:
             raise self._error
+        assert self._result is not None
         return self._result
 
 

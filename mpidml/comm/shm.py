@@ -66,20 +66,20 @@ class ShmAllreduce:
         p, rank = node_comm.Get_size(), node_comm.Get_rank()
         self.p, self.rank = p, rank
         item = self.dtype.itemsize
-        self.win = MPI.Win.Allocate_shared(self.capacity * item, item, comm=node_comm)
+        self.win: MPI.Win | None = MPI.Win.Allocate_shared(self.capacity * item, item, comm=node_comm)
         slots = [self.win.Shared_query(j)[0] for j in range(p)]
         addrs = [MPI.Get_address(s) for s in slots]
         stride = self.capacity * item
         if any(addrs[j] != addrs[0] + j * stride for j in range(p)):
-            self._results = None
+            self._results: ShmAllreduce | None = None
             self.free()
             raise RuntimeError("shared window slots are not contiguous; cannot use the shm allreduce")
         table_mem = MPI.buffer.fromaddress(addrs[0], p * stride)
-        self.table = np.frombuffer(table_mem, dtype=self.dtype).reshape(p, self.capacity)
+        self.table = np.frombuffer(table_mem, dtype=self.dtype).reshape(p, self.capacity)  # type: ignore[call-overload]
         self.slot = self.table[rank]
         self._acc = np.empty(_ACC_BLOCK, dtype=self.dtype)
         self.win.Lock_all(MPI.MODE_NOCHECK)
-        self._results: ShmAllreduce | None = None  # shared result area, made on first need
+        self._results = None  # shared result area, made on first need
 
     def buffer(self, n: int) -> np.ndarray:
         """This rank's first ``n`` slot elements: write data here to skip the copy-in."""
@@ -90,9 +90,11 @@ class ShmAllreduce:
     def fence(self) -> None:
         """Node barrier with memory synchronisation of the window: writes before it are
         visible to every rank of the node after it."""
-        self.win.Sync()
+        win = self.win
+        assert win is not None, "fence() on a freed shared window"
+        win.Sync()
         self.comm.Barrier()
-        self.win.Sync()
+        win.Sync()
 
     def reduce_scatter(self, n: int, op: str = "sum", into: np.ndarray | None = None,
                        counters: ByteCounter | None = None):
@@ -157,7 +159,7 @@ class ShmAllreduce:
         counters.add(sent=(self.p - 1) * counts[self.rank] * self.dtype.itemsize)  # peers read mine
         return out
 
-    def _result_area(self) -> "ShmAllreduce":
+    def _result_area(self) -> ShmAllreduce:
         # Collective on first use; every rank takes the same branch for the same call.
         if self._results is None:
             self._results = ShmAllreduce(self.comm, self.capacity, self.dtype)

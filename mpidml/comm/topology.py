@@ -29,7 +29,7 @@ TOPOLOGIES = ("ring", "torus", "hypercube", "exponential")
 
 
 def _undirected(p: int, edges) -> list[list[int]]:
-    nbrs = [set() for _ in range(p)]
+    nbrs: list[set[int]] = [set() for _ in range(p)]
     for i, j in edges:
         if i != j:
             nbrs[i].add(j)

@@ -6,7 +6,8 @@ The training loop calls ``beat(phase, step)`` when it enters a phase ("compute",
 shard read, a checkpoint write by rank 0 while the others wait) is entered with an
 ``allowance``: the limit for that phase is ``max(limit, allowance)``, so a short
 ``--stall-timeout`` does not kill a healthy start-up, and a stall there still ends the job.
-A daemon thread checks once a second; on a stall it writes ``rank R: no progress for T s in <phase> at step S`` and calls
+A daemon thread checks once a second; on a stall it writes
+``rank R: no progress for T s in <phase> at step S`` and calls
 ``MPI.COMM_WORLD.Abort``. Every stuck rank reports, so the ranks waiting in
 "allreduce" name the ones that never arrived (those report "compute" or nothing).
 """

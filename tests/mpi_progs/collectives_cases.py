@@ -70,7 +70,8 @@ for dtype in (np.float32, np.float64):
                     want = exact / p if op == "avg" else exact
                     scale = np.sum([np.abs(inputs(n, dtype, r).astype(np.float64)) for r in range(p)], axis=0)
                     eps = np.finfo(dtype).eps * p * 4
-                    right = out is buf and bool(np.all(np.abs(out - want) <= eps * (scale / (p if op == "avg" else 1)) + 1e-300))
+                    tol = eps * (scale / (p if op == "avg" else 1)) + 1e-300
+                    right = out is buf and bool(np.all(np.abs(out - want) <= tol))
                     expected = impl if impl != "auto" else policy(n * item, p, nodes, coll.small_bytes)
                     name = f"{np.dtype(dtype).name}_{nb}B_{impl}_{op}" + ("_small1K" if coll is small else "")
                     record(name, right and same_everywhere(out) and ran == [expected],
