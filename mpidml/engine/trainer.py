@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .config import TrainConfig
-from .hooks import Hooks, ProgressHook, TimelineHook, WatchdogHook
+from .hooks import Hooks, ProgressHook, RisingObjectiveHook, TimelineHook, WatchdogHook
 
 __all__ = ["Trainer"]
 
@@ -83,7 +83,8 @@ class Trainer:
         self.timeline = TimelineHook(self.comm, cfg.timeline)
         progress = ProgressHook("none" if cfg.quiet else cfg.progress, self.rank, cfg.epochs,
                                 self.steps_per_epoch, self.n, cfg.progress_every)
-        self.hooks = Hooks([WatchdogHook(self.watchdog), self.timeline, progress, self.log, *self.extra_hooks])
+        self.hooks = Hooks([WatchdogHook(self.watchdog), self.timeline, progress, RisingObjectiveHook(self.log),
+                            self.log, *self.extra_hooks])
 
     def lr_at(self, step: int) -> float:
         from ..optim import lr_at
