@@ -106,7 +106,7 @@ class Sync(Algorithm):
     def describe(self):
         if self.codec is None:
             return f"sync (allreduce every step, {self.coll.impl})"
-        extra = f" {self.cfg.topk_ratio:g}" if self.cfg.compress == "topk" else ""
+        extra = f" {self.cfg.topk_ratio:g} (k = {self.codec.k})" if self.cfg.compress == "topk" else ""
         how = {"fp16": "fp16 ring reduction", "qsgd": "reduce-scatter + re-quantised allgather",
                "topk": "sparse reduction or allgather, fewer bytes"}[self.cfg.compress]
         mom = self._topk_momentum(self.cfg)
