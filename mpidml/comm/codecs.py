@@ -214,7 +214,7 @@ def reduce_sum(comm, codec, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray 
     rank. Every rank passes the same codec kind and settings, ``g`` and ``out`` of the
     same length.
 
-    * fp16: ``fp16_allreduce`` (``tail``, float64, is summed exactly alongside: the
+    * fp16: ``fp16_allreduce`` (``tail``, float32/float64, is summed alongside: the
       control slots ride in the same messages);
     * qsgd: ``qsgd_allreduce`` (the summed segments are re-quantised: still unbiased);
     * topk: whichever of the payload allgather and ``sparse_allreduce`` moves fewer bytes.

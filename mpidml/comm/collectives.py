@@ -191,7 +191,7 @@ class Collectives:
     def reduce_sum(self, codec, g: np.ndarray, out: np.ndarray, tail: np.ndarray | None = None) -> np.ndarray:
         """``out`` = Σ over ranks of the compressed ``g``, reduced rather than gathered
         (bytes that do not grow linearly with p; ``codecs.reduce_sum``); identical bits on
-        every rank. ``tail`` (fp16 only): float64 values summed exactly in the same messages."""
+        every rank. ``tail`` (fp16 only): float values summed in the same messages."""
         from .codecs import reduce_sum
 
         return reduce_sum(self.comm, codec, g, out, tail=tail, counters=self.counters, debug=self.debug)

@@ -11,7 +11,7 @@ sends, so no exchange can deadlock), with the segment layout of ``common.segment
                      segment, adds it into its fp32 accumulator (its own gradient, exact)
                      and re-casts the partial sum to send it on. Each rank sends and
                      receives 2(p−1)/p·n·2 bytes (half of an fp32 ring allreduce), at
-                     any p. A small float64 ``tail`` (the control slots) is summed exactly,
+                     any p. A small ``tail`` (the control slots) is summed in its own dtype,
                      riding with segment p−1's messages: one collective per step.
   sparse_allreduce   top-k pairs: a direct reduce-scatter by index range (each rank sends
                      owner o only its (index, value) pairs inside o's range: ≈ k(p−1)/p
@@ -100,8 +100,9 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
     Every rank passes ``g`` (1-D float32 or float64, same length everywhere) and ``out``
     (same length; float32/float64). Partial sums are accumulated in float32 (float64 for
     float64 ``g``) and rounded to fp16 once per hop; every rank gets the identical fp16
-    sum, cast to ``out.dtype``. ``tail`` (optional, float64, same length everywhere) is
-    summed exactly in float64 in place. Overflow (|sum| > 65504) gives inf, as a float16
+    sum, cast to ``out.dtype``. ``tail`` (optional, float32/float64, same length and dtype
+    everywhere; sync's control slots) is summed in its own dtype, in place, riding with
+    segment p−1's messages. Overflow (|sum| > 65504) gives inf, as a float16
     cast does. Returns ``out``."""
     dbg = _debug.mode(debug)
     if dbg.on and _debug.outermost():
@@ -116,9 +117,10 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
         out[:] = g.astype(np.float16)
         return out
     counts, offsets = segment_counts(n, p)
-    ntail = 0 if tail is None else tail.size * 8
-    if tail is not None and tail.dtype != np.float64:
-        raise TypeError(f"fp16_allreduce: tail must be float64, not {tail.dtype}")
+    ntail = 0 if tail is None else tail.nbytes
+    if tail is not None and tail.dtype.kind != "f":
+        raise TypeError(f"fp16_allreduce: tail must be float32 or float64, not {tail.dtype}")
+    tdt = None if tail is None else tail.dtype
     carrier = p - 1                          # the segment whose messages carry the tail
     acc = g.astype(accumulator_dtype(g.dtype))   # this rank's own contribution, exact
     cap = 2 * max(counts) + ntail
@@ -135,14 +137,14 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
         a = offsets[s]
         sbuf[:2 * counts[s]].view(np.float16)[:] = acc[a:a + counts[s]]
         if s == carrier and ntail:
-            sbuf[2 * counts[s]:size(s)].view(np.float64)[:] = tail
+            sbuf[2 * counts[s]:size(s)].view(tdt)[:] = tail
         comm.Send(sbuf[:size(s)], dest=right, tag=_RS)
         req.Wait()
         a = offsets[r]
         seg = acc[a:a + counts[r]]
         np.add(seg, rbuf[:2 * counts[r]].view(np.float16), out=seg)
         if r == carrier and ntail:
-            tail += rbuf[2 * counts[r]:size(r)].view(np.float64)
+            tail += rbuf[2 * counts[r]:size(r)].view(tdt)
         ctr.add(sent=size(s), received=size(r))
     # allgather of the owners' fp16 segments (the owner casts its accumulator once)
     blocks = [np.empty(size(s), np.uint8) for s in range(p)]
@@ -150,14 +152,14 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
     a = offsets[rank]
     mine[:2 * counts[rank]].view(np.float16)[:] = acc[a:a + counts[rank]]
     if rank == carrier and ntail:
-        mine[2 * counts[rank]:].view(np.float64)[:] = tail
+        mine[2 * counts[rank]:].view(tdt)[:] = tail
     lengths = [size(s) for s in range(p)]
     _ring_allgather_blocks(comm, blocks, lengths, ctr)
     for s in range(p):
         a = offsets[s]
         out[a:a + counts[s]] = blocks[s][:2 * counts[s]].view(np.float16)
     if ntail:
-        tail[:] = blocks[carrier][2 * counts[carrier]:].view(np.float64)   # the carrier's bits everywhere
+        tail[:] = blocks[carrier][2 * counts[carrier]:].view(tdt)   # the carrier's bits everywhere
     return out
 
 

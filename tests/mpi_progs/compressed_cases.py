@@ -50,7 +50,8 @@ for dtype in (np.float32, np.float64):
     acc_t = compressed.accumulator_dtype(dtype)
     for n in SIZES:
         G = [grads(n, dtype, r) for r in range(p)]
-        T = [np.array([r + 0.1, 3.0 * r, 1e-17 * (r + 1), 2.0 ** 40 + r]) for r in range(p)]
+        tdt = np.float64 if n % 2 else np.float32       # both tail dtypes
+        T = [np.array([r + 0.1, 3.0 * r, 1e-17 * (r + 1), 2.0 ** 40 + r], dtype=tdt) for r in range(p)]
         counts, offsets = segment_counts(n, p)
         ref = np.empty(n, dtype)
         tail_ref = None
@@ -70,7 +71,7 @@ for dtype in (np.float32, np.float64):
         out = np.full(n, np.nan, dtype)
         tail = T[rank].copy()
         compressed.fp16_allreduce(comm, G[rank], out, tail=tail, counters=ctr)
-        size = [2 * counts[s] + (32 if s == p - 1 else 0) for s in range(p)]
+        size = [2 * counts[s] + (T[0].nbytes if s == p - 1 else 0) for s in range(p)]
         # reduce-scatter sends every segment but its own and receives all but its left's;
         # the allgather sends all but its right neighbour's and receives all but its own
         want_sent = 0 if p == 1 else (sum(size) - size[rank]) + (sum(size) - size[(rank + 1) % p])
