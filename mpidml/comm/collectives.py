@@ -4,7 +4,8 @@
     coll.allreduce(buf)                            # measured "auto" policy (select.policy)
     coll.allreduce(buf, "avg", impl="ring")        # or one algorithm, forced
     coll.bcast(buf, root=0)
-    coll.allgather_sum(codec, g, out)              # compressed payloads (comm/codecs.py)
+    coll.allgather_sum(codec, g, out)              # compressed payloads gathered (comm/codecs.py)
+    coll.reduce_sum(codec, g, out, tail=ctrl)      # ... or reduced (comm/compressed.py; sync uses this)
     got = coll.control_exchange(ControlValues(loss, count, stop, nan))
     coll.neighbor_exchange(...), coll.shift_exchange(...), coll.gossip_round(...)
     coll.send(buf, dest, tag), coll.recv_any(buf, status), coll.wait(requests)
@@ -182,6 +183,14 @@ class Collectives:
         from .codecs import allgather_sum
 
         return allgather_sum(self.comm, codec, g, out, counters=self.counters, debug=self.debug)
+
+    def reduce_sum(self, codec, g: np.ndarray, out: np.ndarray, tail: np.ndarray | None = None) -> np.ndarray:
+        """``out`` = Σ over ranks of the compressed ``g``, reduced rather than gathered
+        (bytes that do not grow linearly with p; ``codecs.reduce_sum``); identical bits on
+        every rank. ``tail`` (fp16 only): float values summed in the same messages."""
+        from .codecs import reduce_sum
+
+        return reduce_sum(self.comm, codec, g, out, tail=tail, counters=self.counters, debug=self.debug)
 
     def shm_buffer(self, n: int, dtype) -> np.ndarray:
         """A fusion buffer of ``n`` elements in the node's shared window (no copy-in for

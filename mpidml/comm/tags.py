@@ -18,6 +18,8 @@ __all__ = ["Tag"]
 class Tag(IntEnum):
     RING_REDUCE_SCATTER = 0x6D01   # comm/ring.py
     RING_ALLGATHER = 0x6D02        # comm/ring.py
+    COMPRESSED_RS = 0x6D03         # comm/compressed.py, reduce-scatter of codec payloads
+    COMPRESSED_AG = 0x6D04         # comm/compressed.py, allgather of the reduced segments
     RD = 0x6D10                    # comm/rd.py, recursive doubling
     GOSSIP = 0x6D20                # comm/gossip.py, neighbour exchange
     SHIFT = 0x6D21                 # comm/gossip.py, directed one-peer exchange (push-sum)

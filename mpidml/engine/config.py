@@ -212,10 +212,12 @@ class AlgoConfig:
     topology: str = knob("ring", "gossip/choco: who talks to whom (Metropolis-Hastings mixing weights). At p = 4 "
                                  "torus and hypercube are the ring; for prime p the torus is a ring (the start-up "
                                  "line reports the spectral gap)", choices=_topologies)
-    compress: str = knob("none", "sync: compress gradients (topk with error feedback; exchanged by allgather); "
+    compress: str = knob("none", "sync: compress gradients (fp16 ring-reduced; qsgd reduced and re-quantised; topk with "
+                                 "error feedback, sparse reduction or allgather, whichever moves fewer bytes); "
                                  "choco: the compressor of the gossiped differences (topk or qsgd)",
                          choices=_codecs)
-    topk_ratio: float = knob(0.01, "fraction of coordinates top-k sends")
+    topk_ratio: float = knob(0.01, "fraction of coordinates top-k sends (sync with --optimizer momentum|nesterov: "
+                                   "at least 8, the momentum is applied before compression, DGC)")
     qsgd_levels: int = knob(16, "QSGD quantisation levels (1..127)")
     control_every: int = knob(8, "gossip/pushsum/choco/feature_parallel: steps between the 32-byte global "
                                  "agreements on stop requests and NaN (the only global collective they make)",

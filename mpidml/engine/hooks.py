@@ -11,9 +11,10 @@ A hook is any object with some of these methods (``Hook`` has them all as no-ops
     on_end(summary)                    the run's summary (every rank)
 
 The built-in ones: ``RunLog`` (rank-0 lines and the JSON-lines metrics file),
-``TimelineHook`` (Chrome trace), ``ProgressHook`` (in-epoch bar or lines). The stall
-watchdog is not a hook: the ``Trainer`` beats it directly, before any hook exists. A user
-passes more with ``Trainer(..., hooks=[...])`` or ``mpidml.fit(..., hooks=[...])``.
+``TimelineHook`` (Chrome trace), ``ProgressHook`` (in-epoch bar or lines),
+``RisingObjectiveHook`` (a warning when an epoch's objective rises). The stall watchdog is
+not a hook: the ``Trainer`` beats it directly, before any hook exists. A user passes more
+with ``Trainer(..., hooks=[...])`` or ``mpidml.fit(..., hooks=[...])``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["Hook", "Hooks", "RunLog", "TimelineHook", "ProgressHook"]
+__all__ = ["Hook", "Hooks", "RunLog", "TimelineHook", "ProgressHook", "RisingObjectiveHook"]
 
 
 class Hook:
@@ -112,6 +113,39 @@ class RunLog(Hook):
         if self.fh:
             self.fh.close()
             self.fh = None
+
+
+class RisingObjectiveHook(Hook):
+    """Warn once (rank 0, even with -q) when an evaluated epoch objective exceeds the
+    previous evaluated one (the initial objective for the first) by more than
+    ``tolerance`` × max(|previous|, 1e-12): a rise usually means the run is diverging
+    (lr too large for the algorithm). Writes a ``{"type": "warning"}`` metrics record."""
+
+    def __init__(self, log: RunLog, tolerance: float = 1e-3):
+        self.log = log
+        self.tolerance = float(tolerance)
+        self.previous: float | None = None
+        self.warned = False
+        self.lr = None
+
+    def on_start(self, trainer) -> None:
+        self.previous = trainer.initial.objective
+        self.lr = trainer.cfg.lr
+
+    def on_epoch(self, record: dict) -> None:
+        obj = record.get("objective")
+        if obj is None:
+            return
+        prev, self.previous = self.previous, obj
+        if self.warned or prev is None or not obj > prev + self.tolerance * max(abs(prev), 1e-12):
+            return
+        self.warned = True
+        epoch = record.get("epoch")
+        self.log.always(f"warning: the objective rose at epoch {epoch}: {prev:.6f} -> {obj:.6f} "
+                        f"(+{(obj - prev) / max(abs(prev), 1e-12):.2%}); the run may be diverging: "
+                        f"lower --lr (now {self.lr:g}) or --momentum (warned once)")
+        self.log.record({"type": "warning", "epoch": epoch, "step": record.get("step"),
+                         "what": "objective_rose", "previous": prev, "objective": obj})
 
 
 class TimelineHook(Hook):

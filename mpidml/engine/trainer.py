@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .hooks import Hook, Hooks, ProgressHook, RunLog, TimelineHook
+from .hooks import Hook, Hooks, ProgressHook, RisingObjectiveHook, RunLog, TimelineHook
 
 __all__ = ["Trainer", "SLOW_PHASE_ALLOWANCE"]
 
@@ -134,7 +134,7 @@ class Trainer:
         self.timeline = TimelineHook(self.comm, cfg.timeline)
         progress = ProgressHook("none" if cfg.quiet else cfg.progress, self.rank, cfg.epochs,
                                 self.steps_per_epoch, self.n, cfg.progress_every)
-        self.hooks = Hooks([self.timeline, progress, self.log, *self.extra_hooks])
+        self.hooks = Hooks([self.timeline, progress, RisingObjectiveHook(self.log), self.log, *self.extra_hooks])
 
     def lr_at(self, step: int) -> float:
         from ..optim import lr_at
