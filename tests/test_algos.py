@@ -157,3 +157,16 @@ def test_async_easgd_resume_and_straggler(data, tmp_path):
 def test_bad_algorithm_flags(data, args, expect):
     res = train(2, data, *args, timeout=60)
     assert res.returncode == 2 and expect in res.stderr, res.output
+
+
+@pytest.mark.parametrize("p", [3, 4])
+def test_disagreement_is_the_workers_spread(p):
+    """``disagreement`` equals a numpy max_i ‖x_i − x̄‖ / ‖x̄‖ over the ranks holding a model:
+    easgd_async leaves its centre rank out (issue 24 item 4: it read ≈ 1.0 at every epoch)."""
+    res = run_mpi(p, [os.path.join(HERE, "mpi_progs", "spread_cases.py")], timeout=120)
+    assert res.returncode == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    bad = [c for c in report["results"] if not c["ok"]]
+    assert not bad, bad
+    assert {"spread_easgd_async_float64", "spread_easgd_async_float32", "spread_gossip_float64"} <= \
+        {c["case"] for c in report["results"]}
