@@ -46,6 +46,62 @@ def test_bench_rejects_unknown_impl():
     assert res.returncode == 2 and "no implementation" in res.stderr
 
 
+@pytest.mark.parametrize("argv,expect", [
+    (["allreduce", "-m", "64K:4"], "MIN (65536 B) > MAX (4 B)"),
+    (["allreduce", "-m", "0:4"], "MIN must be >= 1 byte"),
+    (["allreduce", "-m", "4:12Q"], "bad size '12Q'"),
+    (["allreduce", "-f", "1"], "--factor must be >= 2"),
+    (["allreduce", "-i", "0"], "--iterations must be >= 1"),
+    (["bcast", "-r", "0"], "--reps must be >= 1"),
+    (["allreduce", "-x", "-1"], "--warmup must be >= 0"),
+    (["reduce_scatter", "--impl", "native,rd"], "reduce_scatter has no implementation ['rd']"),
+])
+def test_bench_argument_errors_are_usage_errors(argv, expect, capsys):
+    """Every argument error is found before MPI starts: argparse's exit 2 and one message."""
+    from mpidml.bench import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert expect in err and "usage:" in err, err
+
+
+def test_bench_usage_error_under_mpiexec_is_one_message():
+    res = run_mpi(2, ["-m", "mpidml.bench", "allreduce", "-m", "64K:4"], timeout=60)
+    assert res.returncode == 2, res.output
+    assert res.stderr.count("error: bad size range") == 1, res.output     # rank 0 only
+    assert "Traceback" not in res.output and "MPI_Abort" not in res.output and "abort" not in res.output.lower()
+
+
+def test_bench_help_shows_no_default_for_flags():
+    from mpidml.bench import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "(default: True)" not in text and "(default: False)" not in text and "(default: None)" not in text
+    assert "skip the memory-bound reference row (measured unless this is given)" in text
+    assert "(default: 4:64M)" in text
+
+
+@pytest.mark.parametrize("p,extra,corrupt,want", [
+    # the first call of the 2nd repetition: a check of only the last call would miss it
+    (2, [], "ring:1:0", {"ring": 1, "native": 0}),
+    (3, ["--inplace"], "native:0:2,native:2:0,ring:1:4", {"ring": 1, "native": 2}),
+])
+def test_bench_counts_a_corrupted_timed_call(p, extra, corrupt, want, tmp_path):
+    """MPIDML_BENCH_CORRUPT damages one timed call's result on rank 0: #wrong counts it, the
+    bench exits 1, and the other implementations stay at 0."""
+    out = tmp_path / "c.json"
+    res = run_mpi(p, ["-m", "mpidml.bench", "allreduce", "-m", "1K:1K", "-i", "5", "-x", "1", "-r", "3",
+                      "--impl", "native,ring", "--no-membound", "--json", str(out), *extra],
+                  timeout=120, env={"MPIDML_BENCH_CORRUPT": corrupt})
+    assert res.returncode == 1 and "some results were wrong" in res.stdout, res.output
+    recs = json.loads(out.read_text())["records"]
+    assert {r["impl"]: r["wrong"] for r in recs} == want, recs
+    rows = {l.split()[3]: l.split()[10] for l in res.stdout.splitlines() if l.strip() and not l.startswith("#")}
+    assert rows == {k: str(v) for k, v in want.items()}, res.stdout
+
+
 def test_bench_overlap_reports_all_phases(tmp_path):
     out = tmp_path / "o.json"
     res = run_mpi(2, ["-m", "mpidml.bench", "overlap", "-m", "64K:64K", "-r", "1", "--json", str(out)],
