@@ -6,7 +6,7 @@ import pytest
 
 from mpidml.bench import bus_factor, parse_size, size_range
 
-from mpirun import run_mpi
+from mpirun import run_mpi, scaled
 
 
 def test_sizes():
@@ -191,3 +191,25 @@ def test_no_raw_benchmark_output_is_tracked():
     ignored = subprocess.run(["git", "-C", root, "check-ignore", "-q", "bench/results/convergence/x-p4.jsonl"],
                              timeout=30)
     assert ignored.returncode == 0
+
+
+def test_consensus_bench_matches_the_predicted_rate(tmp_path):
+    """bench/consensus.py: the contraction per gossip round equals max(|λ2|, |λn|) to 4 decimals
+    (issue 24 item 9's values at p = 5 and 8) and each row names the real graph."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, os.path.join(root, "bench", "consensus.py"), "--procs", "5,8",
+                          "--rounds", "80", "--no-plot", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=scaled(240))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {(r["p"], r["topology"]): r for r in json.loads((tmp_path / "table.json").read_text())["rows"]}
+    want = {(5, "ring"): 0.5393, (5, "torus"): 0.5393, (8, "ring"): 0.8047, (8, "hypercube"): 0.5,
+            (8, "torus"): 0.5, (8, "exponential"): 0.3333, (5, "exponential"): 0.0}
+    for key, rate in want.items():
+        assert round(rows[key]["measured"], 4) == rate == round(rows[key]["predicted"], 4), rows[key]
+        assert rows[key]["max_round_ratio"] <= rows[key]["predicted"] + 1e-9
+    assert "(= ring: 5 is prime)" in rows[(5, "torus")]["shape"]
+    assert "4 decimals: True" in (tmp_path / "table.md").read_text()
