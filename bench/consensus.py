@@ -148,11 +148,12 @@ def table_md(rows: list[dict], argv: list[str]) -> str:
              "\\|diff\\| | max ratio | rounds to 1e-6 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        reach = r["rounds_to_1e-6"] if r["rounds_to_1e-6"] is not None else "-"
         shape = r["shape"].split(" (", 1)
         note = f" ({shape[1]}" if len(shape) > 1 else ""
         lines.append(f"| {r['p']} | {r['topology']} | {shape[0]}{note} | {r['degree']} | {_f4(r['lambda2'])} | "
                      f"{_f4(r['lambda_n'])} | {r['predicted']:.4f} | {r['measured']:.4f} | {r['abs_error']:.1e} | "
-                     f"{r['max_round_ratio']:.4f} | {r['rounds_to_1e-6'] if r['rounds_to_1e-6'] is not None else '-'} |")
+                     f"{r['max_round_ratio']:.4f} | {reach} |")
     worst = max(rows, key=lambda r: r["abs_error"])
     lines += ["", f"Largest |measured − predicted|: {worst['abs_error']:.1e} ({worst['topology']}, p = {worst['p']}); "
               f"every measured value equals the prediction to 4 decimals: "
