@@ -5,9 +5,15 @@
 For every message size and every implementation (interleaved, so machine noise hits
 all of them alike) it times ``-i`` iterations after ``-x`` warm-up ones, ``-r`` times,
 and reports the median repetition. A repetition's time is the slowest rank's mean
-time per call (the collective is done when its last rank is). Every timed call is
-out of place on integer-valued data, so the result of the last timed call is checked
-exactly (``#wrong`` = wrong elements summed over ranks, as in nccl-tests).
+time per call (the collective is done when its last rank is). The data are
+integer-valued and the op is a sum, so results are exact: before every timed call its
+result buffer is reset (out of place: zeroed; in place: refilled with the input) and
+after it the result is compared element by element with the expected one, both
+outside the timed interval. ``#wrong`` = wrong elements summed over every timed call
+of every repetition and over ranks (nccl-tests checks one extra call after the loop).
+
+    MPIDML_BENCH_CORRUPT=IMPL:REP:CALL   (tests) rank 0 adds 1 to the first element of
+                                          that timed call's result before it is checked
 
     algbw = size / time;  busbw = algbw · 2(p−1)/p for allreduce, · (p−1)/p for
     reduce-scatter and allgather, · 1 for bcast (nccl-tests' definitions)
@@ -24,13 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["main", "parse_size", "size_range", "bus_factor"]
+__all__ = ["main", "parse_size", "size_range", "bus_factor", "build_parser", "parse_args"]
 
 COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "bcast", "overlap")
 _IMPLS = {
@@ -54,11 +61,17 @@ def parse_size(text: str) -> int:
 
 
 def size_range(spec: str, factor: int = 2) -> list[int]:
-    """OSU ``-m MIN:MAX`` (or ``MAX``): sizes MIN, MIN·f, … ≤ MAX."""
+    """OSU ``-m MIN:MAX`` (or ``MAX``): sizes MIN, MIN·f, … ≤ MAX. Bad input raises
+    ``argparse.ArgumentTypeError`` saying what is wrong."""
+    if factor < 2:
+        raise argparse.ArgumentTypeError(f"-f/--factor must be >= 2, got {factor}")
     lo, _, hi = spec.rpartition(":")
     lo_b, hi_b = parse_size(lo) if lo else 4, parse_size(hi)
-    if lo_b < 1 or hi_b < lo_b:
-        raise argparse.ArgumentTypeError(f"bad size range {spec!r}")
+    if lo_b < 1:
+        raise argparse.ArgumentTypeError(f"bad size range {spec!r}: MIN must be >= 1 byte")
+    if hi_b < lo_b:
+        raise argparse.ArgumentTypeError(f"bad size range {spec!r}: MIN ({lo_b} B) > MAX ({hi_b} B); "
+                                         f"write MIN:MAX, e.g. 4:64M")
     sizes, s = [], lo_b
     while s <= hi_b:
         sizes.append(s)
@@ -114,24 +127,20 @@ class _Case:
         return self.out
 
     def prepare(self, impl: str) -> None:
-        """Reset the output; (re)fill the buffer ``impl`` reads (a window-resident
-        send buffer may have been used as scratch by another implementation)."""
-        self.out[:] = 0
-        if self.uses_window(impl):
+        """Before a repetition of ``impl``: (re)fill the buffer ``impl`` reads (a
+        window-resident send buffer may have been used as scratch by another
+        implementation) and reset its result."""
+        if self.uses_window(impl) and not self.inplace:
             self.window_send[:] = self.send
+        self.reset(impl)
+
+    def reset(self, impl: str) -> None:
+        """Before every call (untimed): zero the result, or in place refill it with the
+        input, so that each call's result is its own."""
         if self.inplace:
             self.target(impl)[:] = self.send
-
-    def check(self, impl: str) -> int:
-        """Wrong elements. Out of place: of the last timed call. In place (timed with
-        op=avg so values stay bounded): of a fresh sum on the same buffers."""
-        if self.inplace:
-            from .comm import select
-            buf = self.target(impl)
-            buf[:] = self.send
-            select.allreduce(self.comm, buf, op="sum", impl=impl)
-            return int(np.count_nonzero(buf != self.expected))
-        return self.wrong()
+        else:
+            self.out[:] = 0
 
     def run(self, impl: str):
         from mpi4py import MPI
@@ -145,7 +154,7 @@ class _Case:
         if self.collective == "allreduce":
             if self.inplace:
                 buf = self.target(impl)
-                return lambda: select.allreduce(comm, buf, op="avg", impl=impl)
+                return lambda: select.allreduce(comm, buf, impl=impl)
             src = self.window_send if self.uses_window(impl) else send
             return lambda: select.allreduce(comm, src, impl=impl, out=out)
         if self.collective == "reduce_scatter":
@@ -173,11 +182,13 @@ class _Case:
             return bc
         raise ValueError(self.collective)
 
-    def wrong(self) -> int:
+    def wrong(self, impl: str) -> int:
+        """Wrong elements of ``impl``'s result on this rank (of the call just made)."""
+        got = self.target(impl)
         if self.collective == "reduce_scatter":
             sl = slice(self.offsets[self.rank], self.offsets[self.rank] + self.counts[self.rank])
-            return int(np.count_nonzero(self.out[sl] != self.expected[sl]))
-        return int(np.count_nonzero(self.out != self.expected))
+            return int(np.count_nonzero(got[sl] != self.expected[sl]))
+        return int(np.count_nonzero(got != self.expected))
 
     def membound(self):
         """Concurrent a += b over n/p and a copy of n(p−1)/p elements on every rank."""
@@ -194,7 +205,7 @@ class _Case:
 
 
 def _time(comm, fn, iters: int, warmup: int) -> float:
-    """Slowest rank's mean seconds per call."""
+    """Slowest rank's mean seconds per call, calls back to back (the membound row)."""
     for _ in range(warmup):
         fn()
     comm.Barrier()
@@ -207,14 +218,38 @@ def _time(comm, fn, iters: int, warmup: int) -> float:
     return comm.allreduce(mine, op=MPI.MAX)
 
 
-def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,
-              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private",
-              inplace: bool = False) -> list[dict]:
+def _time_checked(comm, case, impl: str, fn, iters: int, warmup: int, corrupt=None) -> tuple[float, int]:
+    """(slowest rank's mean seconds per call, wrong elements summed over the timed calls
+    and ranks). Every timed call is preceded by ``case.reset`` and followed by
+    ``case.wrong``, both outside the timed interval. ``corrupt``: indices of timed calls
+    whose result this rank damages before the check (fault injection for tests)."""
     from mpi4py import MPI
 
+    for _ in range(warmup):
+        fn()
+    comm.Barrier()
+    busy, wrong = 0.0, 0
+    for i in range(iters):
+        case.reset(impl)
+        t0 = time.perf_counter()
+        fn()
+        busy += time.perf_counter() - t0
+        if corrupt and i in corrupt:
+            case.target(impl).reshape(-1)[:1] += 1
+        wrong += case.wrong(impl)
+    return comm.allreduce(busy / iters, op=MPI.MAX), comm.allreduce(wrong, op=MPI.SUM)
+
+
+def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,
+              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private",
+              inplace: bool = False, corrupt: dict | None = None) -> list[dict]:
+    """Time and check every (size, impl); one record each (and a membound row).
+    ``corrupt``: {(impl, rep): {call, ...}} timed calls whose result this rank damages
+    before the check (``MPIDML_BENCH_CORRUPT``, for tests)."""
     from .comm import select
 
     p = comm.Get_size()
+    corrupt = corrupt or {}
     item = np.dtype(dtype).itemsize
     records = []
     for nbytes in sizes:
@@ -225,14 +260,16 @@ def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, 
         if membound and collective in ("allreduce", "reduce_scatter") and p > 1:
             fns["membound"] = case.membound()
         times = {k: [] for k in fns}
-        wrong = {}
-        for _ in range(reps):
+        wrong = dict.fromkeys(impls, 0)
+        for rep in range(reps):
             for impl, fn in fns.items():   # interleaved: each rep times every impl once
-                if impl != "membound":
-                    case.prepare(impl)
-                times[impl].append(_time(comm, fn, n_iter, warmup))
-                if impl != "membound":
-                    wrong[impl] = comm.allreduce(case.check(impl), op=MPI.SUM)
+                if impl == "membound":
+                    times[impl].append(_time(comm, fn, n_iter, warmup))
+                    continue
+                case.prepare(impl)
+                t, bad = _time_checked(comm, case, impl, fn, n_iter, warmup, corrupt.get((impl, rep)))
+                times[impl].append(t)
+                wrong[impl] += bad
         native = float(np.median(times["native"])) if "native" in times else None
         mem = float(np.median(times["membound"])) if "membound" in times else None
         for impl, ts in times.items():
@@ -329,8 +366,9 @@ def project(model: dict, impl: str, P: int, nbytes: int) -> float | None:
 def _header(collective, p, nodes, dtype, reps, warmup, impls, sendbuf, inplace) -> str:
     where = ("buffers of auto/shm/hier live in the shared window (fusion-buffer mode)"
              if sendbuf == "window" else "all buffers are private numpy arrays")
-    mode = ("IN-PLACE (timed with op avg; checked by a fresh sum)" if inplace
-            else "out-of-place, op sum (every timed result checked)")
+    mode = ("IN-PLACE, op sum (input refilled before every call, untimed)" if inplace
+            else "out-of-place, op sum (output zeroed before every call, untimed)")
+    mode += "; every timed call's result checked"
     return (f"# mpidml.bench {collective}: {p} rank(s) on {nodes} node(s), dtype {np.dtype(dtype).name}, "
             f"{mode}; {where}\n"
             f"# impls {','.join(impls)}; time = median of {reps} interleaved repetitions of the slowest "
@@ -368,15 +406,35 @@ def plot(records: list[dict], path: str, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown for options with a value only: not for on/off flags (whose default
+    would read "True" for --no-membound) nor for options without a default."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors and --help printed by the launcher's rank 0 only (before MPI exists)."""
+
+    def _print_message(self, message, file=None):
+        from .engine.config import launcher_rank
+
+        if launcher_rank() == 0:
+            super()._print_message(message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m mpidml.bench",
         description="Collective microbenchmarks (OSU / nccl-tests style) of mpidml's own "
                     "collectives against the MPI library's. Run under mpiexec.",
         epilog="Columns: size in bytes, element count, type, impl requested, algo used (auto's "
-               "choice), time per call in microseconds, algbw/busbw in GB/s, #wrong (every timed "
-               "result is checked), xnative = native time / this time, %%mem = memory bound / time.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "choice), time per call in microseconds, algbw/busbw in GB/s, #wrong (wrong elements "
+               "over every timed call's result), xnative = native time / this time, %%mem = memory bound / time.",
+        formatter_class=_Formatter)
     p.add_argument("collective", choices=COLLECTIVES)
     p.add_argument("-m", "--message-size", default="4:64M", metavar="MIN:MAX",
                    help="size range in bytes (K/M/G suffixes)")
@@ -395,10 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(mpidml's fusion buffer, no copy-in) or in private memory (copied in); "
                         "native/ring/rd always use private numpy buffers")
     p.add_argument("--inplace", action="store_true",
-                   help="allreduce in place (nccl-tests' in-place column); timed with op avg so "
-                        "values stay bounded, results checked by a separate sum call")
+                   help="allreduce in place (nccl-tests' in-place column); the input is refilled "
+                        "before every call, outside the timed interval")
     p.add_argument("--no-membound", dest="membound", action="store_false",
-                   help="skip the memory-bound reference row")
+                   help="skip the memory-bound reference row (measured unless this is given)")
     p.add_argument("--json", metavar="FILE", help="write all records (and the cost-model fit) as JSON; - for stdout")
     p.add_argument("--plot", metavar="FILE.png", help="plot busbw vs size per implementation (matplotlib)")
     p.add_argument("--fit", action="store_true",
@@ -406,13 +464,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_CORRUPT_VAR = "MPIDML_BENCH_CORRUPT"
+
+
+def _corruptions(text: str, impls: list[str]) -> dict:
+    """``IMPL:REP:CALL[,...]`` → {(impl, rep): {call, ...}} (see the module docstring)."""
+    out: dict = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3 or parts[0] not in impls or not all(x.isdigit() for x in parts[1:]):
+            raise argparse.ArgumentTypeError(f"{_CORRUPT_VAR}={text!r}: expected IMPL:REP:CALL with IMPL "
+                                             f"one of {','.join(impls)}, e.g. ring:1:0")
+        out.setdefault((parts[0], int(parts[1])), set()).add(int(parts[2]))
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and check every argument before MPI starts: any error is a usage error (exit
+    2, one message from the launcher's rank 0). Adds ``impls``, ``sizes``, ``corrupt``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for name, least in (("iterations", 1), ("warmup", 0), ("reps", 1)):
+            if getattr(args, name) < least:
+                raise argparse.ArgumentTypeError(f"--{name} must be >= {least}, got {getattr(args, name)}")
+        args.impls = (args.impl or _DEFAULT_IMPLS[args.collective]).split(",")
+        bad = [i for i in args.impls if i not in _IMPLS[args.collective]]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{args.collective} has no implementation {bad}; choose from "
+                                             f"{','.join(_IMPLS[args.collective])}")
+        args.sizes = size_range(args.message_size, args.factor)
+        args.corrupt = _corruptions(os.environ.get(_CORRUPT_VAR, ""), args.impls)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    impls = (args.impl or _DEFAULT_IMPLS[args.collective]).split(",")
-    bad = [i for i in impls if i not in _IMPLS[args.collective]]
-    if bad:
-        build_parser().error(f"{args.collective} has no implementation {bad}; choose from "
-                             f"{','.join(_IMPLS[args.collective])}")
+    args = parse_args(argv)
+    impls, sizes = args.impls, args.sizes
     from mpi4py import MPI
 
     from .comm.hierarchical import split_nodes
@@ -427,7 +517,6 @@ def main(argv=None) -> int:
     if nodes > 1 and "shm" in impls:
         impls.remove("shm")
     dtype = np.dtype(args.dtype).type
-    sizes = size_range(args.message_size, args.factor)
     out = sys.stdout if args.json != "-" else sys.stderr
 
     def log(rec):
@@ -455,11 +544,12 @@ def main(argv=None) -> int:
         out.write(_header(args.collective, comm.Get_size(), nodes, dtype, args.reps, args.warmup, impls,
                           args.sendbuf, args.inplace and args.collective == "allreduce") + "\n")
     records = run_bench(comm, args.collective, sizes, impls, dtype, args.iterations, args.warmup,
-                        args.reps, args.membound, log, args.sendbuf, args.inplace)
+                        args.reps, args.membound, log, args.sendbuf, args.inplace,
+                        args.corrupt if rank == 0 else None)
     model = fit_cost_model(records) if args.fit or args.json else {}
     if rank == 0:
         total_wrong = sum(r["wrong"] for r in records)
-        out.write(f"# out-of-place results checked: {total_wrong} wrong element(s)\n")
+        out.write(f"# every timed call's result checked: {total_wrong} wrong element(s)\n")
         if args.fit:
             out.write("# alpha-beta PROJECTION (model fitted at this p, not measured): time in us\n")
             out.write(f"# {'impl':>6} {'P':>5} " + " ".join(f"{s:>10}" for s in ("4K", "1M", "64M")) + "\n")

@@ -158,3 +158,32 @@ def test_async_easgd_resume_and_straggler(data, tmp_path):
 def test_bad_algorithm_flags(data, args, expect):
     res = train(2, data, *args, timeout=60)
     assert res.returncode == 2 and expect in res.stderr, res.output
+
+
+@pytest.mark.parametrize("p", [3, 4])
+def test_disagreement_is_the_workers_spread(p):
+    """``disagreement`` equals a numpy max_i ‖x_i − x̄‖ / ‖x̄‖ over the ranks holding a model:
+    easgd_async leaves its centre rank out (issue 24 item 4: it read ≈ 1.0 at every epoch)."""
+    res = run_mpi(p, [os.path.join(HERE, "mpi_progs", "spread_cases.py")], timeout=120)
+    assert res.returncode == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    bad = [c for c in report["results"] if not c["ok"]]
+    assert not bad, bad
+    assert {"spread_easgd_async_float64", "spread_easgd_async_float32", "spread_gossip_float64"} <= \
+        {c["case"] for c in report["results"]}
+
+
+@pytest.mark.parametrize("p,args,expect", [
+    (4, ["--algo", "gossip", "--topology", "torus"],
+     "gossip D-PSGD on a torus 2x2 (= ring at p=4; = hypercube at p=4) of 4 ranks: lambda2 0.3333"),
+    (5, ["--algo", "choco", "--topology", "torus", "--compress", "topk", "--topk-ratio", "0.3"],
+     "on a torus 1x5 (= ring: 5 is prime) of 5 ranks: lambda2 0.5393, lambda_n -0.2060, consensus rate "
+     "max(|lambda2|, |lambda_n|) 0.5393, spectral gap 0.4607"),
+])
+def test_startup_line_names_the_real_topology(p, args, expect, data, tmp_path):
+    """Issue 24 item 8: at p = 4 the torus is the ring, for prime p a 1 x p ring; the start-up
+    line and the metrics header say so, with the spectrum that sets the mixing speed."""
+    res = train(p, data, *args, "--epochs", "1", metrics=tmp_path / "m.jsonl")
+    assert res.returncode == 0, res.output
+    assert expect in res.stdout, res.stdout
+    assert expect in records(tmp_path / "m.jsonl")[0]["algo"]

@@ -6,7 +6,7 @@ import pytest
 
 from mpidml.bench import bus_factor, parse_size, size_range
 
-from mpirun import run_mpi
+from mpirun import run_mpi, scaled
 
 
 def test_sizes():
@@ -44,6 +44,62 @@ def test_bench_inplace_and_other_collectives():
 def test_bench_rejects_unknown_impl():
     res = run_mpi(1, ["-m", "mpidml.bench", "allgather", "--impl", "shm"], timeout=60)
     assert res.returncode == 2 and "no implementation" in res.stderr
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["allreduce", "-m", "64K:4"], "MIN (65536 B) > MAX (4 B)"),
+    (["allreduce", "-m", "0:4"], "MIN must be >= 1 byte"),
+    (["allreduce", "-m", "4:12Q"], "bad size '12Q'"),
+    (["allreduce", "-f", "1"], "--factor must be >= 2"),
+    (["allreduce", "-i", "0"], "--iterations must be >= 1"),
+    (["bcast", "-r", "0"], "--reps must be >= 1"),
+    (["allreduce", "-x", "-1"], "--warmup must be >= 0"),
+    (["reduce_scatter", "--impl", "native,rd"], "reduce_scatter has no implementation ['rd']"),
+])
+def test_bench_argument_errors_are_usage_errors(argv, expect, capsys):
+    """Every argument error is found before MPI starts: argparse's exit 2 and one message."""
+    from mpidml.bench import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert expect in err and "usage:" in err, err
+
+
+def test_bench_usage_error_under_mpiexec_is_one_message():
+    res = run_mpi(2, ["-m", "mpidml.bench", "allreduce", "-m", "64K:4"], timeout=60)
+    assert res.returncode == 2, res.output
+    assert res.stderr.count("error: bad size range") == 1, res.output     # rank 0 only
+    assert "Traceback" not in res.output and "MPI_Abort" not in res.output and "abort" not in res.output.lower()
+
+
+def test_bench_help_shows_no_default_for_flags():
+    from mpidml.bench import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "(default: True)" not in text and "(default: False)" not in text and "(default: None)" not in text
+    assert "skip the memory-bound reference row (measured unless this is given)" in text
+    assert "(default: 4:64M)" in text
+
+
+@pytest.mark.parametrize("p,extra,corrupt,want", [
+    # the first call of the 2nd repetition: a check of only the last call would miss it
+    (2, [], "ring:1:0", {"ring": 1, "native": 0}),
+    (3, ["--inplace"], "native:0:2,native:2:0,ring:1:4", {"ring": 1, "native": 2}),
+])
+def test_bench_counts_a_corrupted_timed_call(p, extra, corrupt, want, tmp_path):
+    """MPIDML_BENCH_CORRUPT damages one timed call's result on rank 0: #wrong counts it, the
+    bench exits 1, and the other implementations stay at 0."""
+    out = tmp_path / "c.json"
+    res = run_mpi(p, ["-m", "mpidml.bench", "allreduce", "-m", "1K:1K", "-i", "5", "-x", "1", "-r", "3",
+                      "--impl", "native,ring", "--no-membound", "--json", str(out), *extra],
+                  timeout=120, env={"MPIDML_BENCH_CORRUPT": corrupt})
+    assert res.returncode == 1 and "some results were wrong" in res.stdout, res.output
+    recs = json.loads(out.read_text())["records"]
+    assert {r["impl"]: r["wrong"] for r in recs} == want, recs
+    rows = {l.split()[3]: l.split()[10] for l in res.stdout.splitlines() if l.strip() and not l.startswith("#")}
+    assert rows == {k: str(v) for k, v in want.items()}, res.stdout
 
 
 def test_bench_overlap_reports_all_phases(tmp_path):
@@ -135,3 +191,25 @@ def test_no_raw_benchmark_output_is_tracked():
     ignored = subprocess.run(["git", "-C", root, "check-ignore", "-q", "bench/results/convergence/x-p4.jsonl"],
                              timeout=30)
     assert ignored.returncode == 0
+
+
+def test_consensus_bench_matches_the_predicted_rate(tmp_path):
+    """bench/consensus.py: the contraction per gossip round equals max(|λ2|, |λn|) to 4 decimals
+    (issue 24 item 9's values at p = 5 and 8) and each row names the real graph."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, os.path.join(root, "bench", "consensus.py"), "--procs", "5,8",
+                          "--rounds", "80", "--no-plot", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=scaled(240))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {(r["p"], r["topology"]): r for r in json.loads((tmp_path / "table.json").read_text())["rows"]}
+    want = {(5, "ring"): 0.5393, (5, "torus"): 0.5393, (8, "ring"): 0.8047, (8, "hypercube"): 0.5,
+            (8, "torus"): 0.5, (8, "exponential"): 0.3333, (5, "exponential"): 0.0}
+    for key, rate in want.items():
+        assert round(rows[key]["measured"], 4) == rate == round(rows[key]["predicted"], 4), rows[key]
+        assert rows[key]["max_round_ratio"] <= rows[key]["predicted"] + 1e-9
+    assert "(= ring: 5 is prime)" in rows[(5, "torus")]["shape"]
+    assert "4 decimals: True" in (tmp_path / "table.md").read_text()

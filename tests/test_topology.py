@@ -65,3 +65,44 @@ def test_hypercube_rejects_non_power_of_two():
         topo.hypercube(6)
     with pytest.raises(ValueError):
         topo.build("star", 4)
+
+
+@pytest.mark.parametrize("name,p,expect", [
+    ("torus", 4, "torus 2x2 (= ring at p=4; = hypercube at p=4) of 4 ranks"),
+    ("hypercube", 4, "hypercube of dimension 2 (= ring at p=4) of 4 ranks"),
+    ("torus", 5, "torus 1x5 (= ring: 5 is prime)"),
+    ("torus", 7, "torus 1x7 (= ring: 7 is prime)"),
+    ("torus", 8, "torus 2x4 (= hypercube at p=8)"),
+    ("hypercube", 8, "hypercube of dimension 3 (= torus 2x4 at p=8)"),
+    ("torus", 9, "torus 3x3 of 9 ranks"),
+    ("exponential", 5, "(= complete graph at p=5)"),
+    ("ring", 5, "ring of 5 ranks: lambda2 0.5393, lambda_n -0.2060, consensus rate max(|lambda2|, |lambda_n|) "
+                "0.5393, spectral gap 0.4607"),
+    ("ring", 8, "consensus rate max(|lambda2|, |lambda_n|) 0.8047"),
+    ("exponential", 8, "consensus rate max(|lambda2|, |lambda_n|) 0.3333"),
+])
+def test_describe_names_the_real_graph_and_its_spectrum(name, p, expect):
+    text = topo.describe(name, p)
+    assert expect in text, text
+    assert text.isascii() and "-0.0000" not in text
+
+
+@pytest.mark.parametrize("p", range(3, 19))
+def test_every_claimed_coincidence_holds(p):
+    """Whatever ``shape`` says equals what: the same mixing spectrum (cycles: also 2-regular
+    and connected); a graph not said to be a ring is not one."""
+    spectrum = {}
+    for name in topo.TOPOLOGIES:
+        if name == "hypercube" and p & (p - 1):
+            continue
+        spectrum[name] = np.linalg.eigvalsh(topo.metropolis_hastings(topo.build(name, p)))
+    for name in spectrum:
+        text = topo.shape(name, p)
+        for other in ("ring", "torus", "hypercube"):
+            if f"= {other}" in text:
+                assert np.allclose(spectrum[name], spectrum[other], atol=1e-12), (name, p, text)
+        g = topo.build(name, p)
+        is_cycle = all(len(n) == 2 for n in g)
+        assert (name == "ring" or "= ring" in text) == is_cycle, (name, p, text)
+        if "complete graph" in text:
+            assert all(len(n) == p - 1 for n in g)

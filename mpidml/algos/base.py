@@ -281,12 +281,25 @@ class Algorithm:
         return avg
 
     def disagreement(self) -> float | None:
-        """Collective: max over ranks of ‖x_i − x̄‖ / ‖x̄‖ (None where replicas are identical)."""
+        """Collective: max over the model-holding ranks of ‖x_i − x̄‖ / ‖x̄‖, x̄ their mean
+        (None where replicas are identical)."""
         return None
 
     def _relative_spread(self) -> float:
-        mean = self.average_params()
-        dist = float(np.linalg.norm(self.params - mean))
+        """Collective: the relative spread of the ranks' models. Serving ranks (``serves``:
+        the easgd_async centre, ps servers) hold no model of their own and are left out of
+        both the mean and the maximum (counting the centre's unused buffer made the
+        easgd_async spread ≈ 1 at every epoch, issue 24 item 4)."""
+        n = self.npar
+        member = not self.serves
+        buf = np.zeros(n + 1, dtype=np.float64)       # [Σ x_i over members | number of members]
+        if member:
+            buf[:n] = self.params
+            buf[n] = 1.0
+        if self.size > 1:
+            self.coll.allreduce(buf)
+        mean = buf[:n] / max(buf[n], 1.0)
+        dist = float(np.linalg.norm(self.params - mean)) if member else 0.0
         return max(self.comm.allgather(dist)) / max(float(np.linalg.norm(mean)), 1e-30)
 
     # ---- checkpoints ----------------------------------------------------------------

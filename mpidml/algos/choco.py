@@ -107,4 +107,7 @@ class Choco(Algorithm):
 
     def describe(self):
         what = f"top-{self.cfg.topk_ratio:g}" if self.kind == "topk" else self.kind
-        return f"CHOCO-SGD on a {self.cfg.topology}, {what} compressed gossip, gamma {self.gamma:g}"
+        from ..comm import topology
+
+        return (f"CHOCO-SGD, {what} compressed gossip, gamma {self.gamma:g}, on a "
+                f"{topology.describe(self.cfg.topology, self.size, self.W)}")

@@ -51,5 +51,7 @@ class Gossip(Algorithm):
         return self._relative_spread()
 
     def describe(self):
-        return (f"gossip D-PSGD on a {self.topology} of {self.size} "
-                f"({len(self.neighbors)} neighbour(s), consensus rate {self.rate:.3f})")
+        from ..comm import topology
+
+        return (f"gossip D-PSGD on a {topology.describe(self.topology, self.size, self.W)}; "
+                f"{len(self.neighbors)} neighbour(s) on this rank")

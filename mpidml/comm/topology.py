@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["ring", "torus", "torus_shape", "hypercube", "exponential", "build",
            "metropolis_hastings", "consensus_rate", "spectral_gap", "one_peer_exponential",
-           "TOPOLOGIES"]
+           "shape", "describe", "TOPOLOGIES"]
 
 TOPOLOGIES = ("ring", "torus", "hypercube", "exponential")
 
@@ -51,7 +51,9 @@ def torus_shape(p: int) -> tuple[int, int]:
 
 
 def torus(p: int) -> list[list[int]]:
-    """2-D torus r × c (``torus_shape``): rank (a, b) talks to (a ± 1, b) and (a, b ± 1)."""
+    """2-D torus r × c (``torus_shape``): rank (a, b) talks to (a ± 1, b) and (a, b ± 1).
+    For prime p the shape is 1 × p, a ring; 2 × 2 is the ring of 4, and r × c with r, c in
+    {1, 2, 4} is a hypercube (``shape`` says so)."""
     r, c = torus_shape(p)
     edges = []
     for a in range(r):
@@ -111,6 +113,61 @@ def consensus_rate(W: np.ndarray) -> float:
 
 def spectral_gap(W: np.ndarray) -> float:
     return 1.0 - consensus_rate(W)
+
+
+def _is_cycle(graph: list[list[int]]) -> bool:
+    """Connected and every degree 2: the graph is a ring (up to relabelling)."""
+    if len(graph) < 3 or any(len(n) != 2 for n in graph):
+        return False
+    seen, todo = {0}, [0]
+    while todo:
+        for j in graph[todo.pop()]:
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return len(seen) == len(graph)
+
+
+def _torus_is_hypercube(p: int) -> bool:
+    # C_1 is a point, C_2 an edge (Q1), C_4 a square (Q2): r × c with r, c in {1, 2, 4} is Q_d
+    return p >= 4 and set(torus_shape(p)) <= {1, 2, 4}
+
+
+def shape(name: str, p: int) -> str:
+    """The graph ``build(name, p)`` really is, in words, with the coincidences that make two
+    names the same graph: "torus 2x2 (= ring at p=4; = hypercube at p=4)", "torus 1x7
+    (= ring: 7 is prime)", "hypercube of dimension 3 (= torus 2x4 at p=8)", "exponential
+    graph (i +- 2^k) (= complete graph at p=5)". ASCII only (it goes to logs)."""
+    graph = build(name, p)
+    r, c = torus_shape(p)
+    text = {"torus": f"torus {r}x{c}", "hypercube": f"hypercube of dimension {p.bit_length() - 1}",
+            "exponential": "exponential graph (i +- 2^k)"}.get(name, "ring")
+    notes = []
+    if name != "ring" and _is_cycle(graph):
+        notes.append(f"= ring: {p} is prime" if name == "torus" and r == 1 and p > 3 else f"= ring at p={p}")
+    if name == "torus" and _torus_is_hypercube(p):
+        notes.append(f"= hypercube at p={p}")
+    if name == "hypercube" and _torus_is_hypercube(p) and p > 4:
+        notes.append(f"= torus {r}x{c} at p={p}")
+    if name != "ring" and p > 3 and all(len(n) == p - 1 for n in graph):
+        notes.append(f"= complete graph at p={p}")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def describe(name: str, p: int, W: np.ndarray | None = None) -> str:
+    """The start-up line's account of a topology: its real shape (``shape``), p, and the
+    spectrum of its Metropolis–Hastings weights ``W`` (built when not given): λ2, the
+    consensus rate max(|λ2|, |λn|) (the per-round contraction) and the spectral gap, e.g.
+    "torus 2x2 (= ring at p=4; = hypercube at p=4) of 4 ranks: lambda2 0.3333, ..."."""
+    if W is None:
+        W = metropolis_hastings(build(name, p))
+    if p == 1:
+        return f"{shape(name, p)} of 1 rank (no neighbours)"
+    lam = np.sort(np.linalg.eigvalsh(W))[::-1]
+    rate = consensus_rate(W)
+    l2, ln = (round(float(x), 4) + 0.0 for x in (lam[1], lam[-1]))      # + 0.0: no "-0.0000"
+    return (f"{shape(name, p)} of {p} ranks: lambda2 {l2:.4f}, lambda_n {ln:.4f}, consensus rate "
+            f"max(|lambda2|, |lambda_n|) {rate:.4f}, spectral gap {1.0 - rate:.4f}")
 
 
 def one_peer_exponential(p: int, t: int) -> int:
