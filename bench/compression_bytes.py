@@ -55,7 +55,8 @@ def measure(p: int, data: str, tree: str | None = None, timeout: float = 900) ->
     cmd = [mpiexec(), "-n", str(p), sys.executable, os.path.abspath(__file__), "--worker", data]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
-        raise SystemExit(f"p={p} {data} (PYTHONPATH={tree or ROOT}) failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+        raise SystemExit(f"p={p} {data} (PYTHONPATH={tree or ROOT}) failed:\n{out.stdout[-2000:]}\n"
+                         f"{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -81,7 +82,8 @@ def table(results: dict, before: dict) -> list[str]:
             ex = ", ".join(f"{k} {v}" for k, v in (r["topk_exchanges"] or {}).items()) or "-"
             was = f"{b['bytes']:,}" if b else "-"
             was_x = f"{b['bytes'] / old['none']['bytes']:.3f}" if b else "-"
-            lines.append(f"| {d} | {p} | {codec} | {r['topk_k'] or '-'} | {r['bytes']:,} | {r['bytes'] // r['steps']:,} | "
+            lines.append(f"| {d} | {p} | {codec} | {r['topk_k'] or '-'} | {r['bytes']:,} | "
+                         f"{r['bytes'] // r['steps']:,} | "
                          f"{r['bytes'] / sync:.3f} | {was} | {was_x} | {ex} | {'yes' if r['identical'] else 'NO'} |")
     return lines
 
@@ -107,7 +109,7 @@ def main() -> None:
                 if args.before:
                     before[(d, p)] = measure(p, data, args.before)
                 print(f"d={d} p={p} done", file=sys.stderr, flush=True)
-    head = [f"# Bytes per rank of compressed sync training (bench/compression_bytes.py)", "",
+    head = ["# Bytes per rank of compressed sync training (bench/compression_bytes.py)", "",
             f"`python bench/compression_bytes.py --p {args.p} --d {args.d}"
             + (f" --before {args.before}" if args.before else "") + "` under `flock -x /tmp/cpu.lock`; "
             f"{platform.node()}, Python {platform.python_version()}. Dense logreg, {N_ROWS} rows × d, global "

@@ -37,15 +37,17 @@ import time
 
 import numpy as np
 
+from .comm.common import ALLREDUCE_IMPLS, BCAST_IMPLS
+
 __all__ = ["main", "parse_size", "size_range", "bus_factor", "build_parser", "parse_args"]
 
 COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "bcast", "overlap")
 _IMPLS = {
-    "allreduce": ("auto", "native", "ring", "rd", "shm", "hier"),
+    "allreduce": ALLREDUCE_IMPLS,
     "reduce_scatter": ("native", "ring"),
     "allgather": ("native", "ring"),
-    "bcast": ("native", "tree", "chain", "shm"),
-    "overlap": ("auto", "native", "ring", "rd", "shm", "hier"),
+    "bcast": BCAST_IMPLS,
+    "overlap": ALLREDUCE_IMPLS,
 }
 _DEFAULT_IMPLS = {"allreduce": "auto,native,ring,rd", "reduce_scatter": "native,ring",
                   "allgather": "native,ring", "bcast": "native,tree,chain,shm",

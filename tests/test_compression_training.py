@@ -16,7 +16,7 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     sys.path.insert(0, os.path.dirname(BENCH))
-    from compression_bytes import make_data      # the benchmark's own data set (2048 x 100)
+    from compression_bytes import make_data  # the benchmark's own data set (2048 x 100)
 
     return make_data(str(tmp_path_factory.mktemp("bytes")), 100)
 

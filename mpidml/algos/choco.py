@@ -16,9 +16,9 @@ evaluated and saved.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..options import knob
 from . import register

@@ -12,7 +12,8 @@ not grow linearly with p:
 
 * fp16: one ring reduce-scatter of fp16 segments (fp32 accumulation) + fp16 allgather,
   with the control slots ``[loss, count, stop, NaN]`` summed in the same messages (in the
-  parameters' dtype, as in the uncompressed fused buffer): one exchange per step, about half the bytes of the fp32 allreduce;
+  parameters' dtype, as in the uncompressed fused buffer): one exchange per step, about half
+  the bytes of the fp32 allreduce;
 * qsgd: int8 levels reduced by segment, the sums re-quantised and allgathered;
 * topk: sparse reduce-scatter by index range or payload allgather, whichever moves
   fewer bytes. With ``--optimizer momentum|nesterov`` the momentum is applied on each

@@ -30,7 +30,8 @@ from . import debug as _debug
 from .common import ByteCounter, segment_counts
 from .ring import ring_allgather
 
-__all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "reduce_sum", "topk_exchange", "topk_k", "DGC_MIN_K", "pack", "unpack", "packed_size", "CODECS"]
+__all__ = ["Payload", "FP16", "TopK", "QSGD", "make_codec", "allgather_sum", "reduce_sum", "topk_exchange", "topk_k",
+           "DGC_MIN_K", "pack", "unpack", "packed_size", "CODECS"]
 
 CODECS = ("fp16", "topk", "qsgd")
 

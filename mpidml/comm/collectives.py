@@ -42,9 +42,9 @@ import os
 import numpy as np
 
 from . import debug as _debug
-from .common import ByteCounter, DEFAULT_COUNTERS, allreduce_buffers
-from .select import BCAST_IMPLS, IMPLS, CommContext, env_small_bytes, native_allreduce, policy
+from .common import DEFAULT_COUNTERS, ByteCounter, allreduce_buffers
 from .control import CONTROL, ControlLayout, ControlValues
+from .select import BCAST_IMPLS, IMPLS, CommContext, env_small_bytes, native_allreduce, policy
 from .tags import Tag
 
 __all__ = ["Collectives", "ControlValues", "ControlLayout", "CONTROL", "default_for", "release_default", "Tag"]

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ByteCounter", "DEFAULT_COUNTERS", "counters_or_default", "block_counts", "segment_counts",
+__all__ = ["ALLREDUCE_IMPLS", "BCAST_IMPLS",
+           "ByteCounter", "DEFAULT_COUNTERS", "counters_or_default", "block_counts", "segment_counts",
            "check_buffer", "as_buffer", "allreduce_buffers", "scale_mean", "scratch_buffer", "REDUCIBLE"]
+
+#: the allreduce and broadcast implementations a caller may name (``impl=``); the one list
+#: that comm/select.py dispatches on and ``python -m mpidml.bench --impl`` offers
+ALLREDUCE_IMPLS = ("auto", "ring", "rd", "shm", "hier", "native")
+BCAST_IMPLS = ("native", "tree", "chain", "shm")
 
 REDUCIBLE = (np.float32, np.float64, np.int32, np.int64)
 

@@ -120,7 +120,7 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
     ntail = 0 if tail is None else tail.nbytes
     if tail is not None and tail.dtype.kind != "f":
         raise TypeError(f"fp16_allreduce: tail must be float32 or float64, not {tail.dtype}")
-    tdt = None if tail is None else tail.dtype
+    tdt = np.dtype(np.float64) if tail is None else tail.dtype   # (used only when there is a tail)
     carrier = p - 1                          # the segment whose messages carry the tail
     acc = g.astype(accumulator_dtype(g.dtype))   # this rank's own contribution, exact
     cap = 2 * max(counts) + ntail
@@ -143,7 +143,7 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
         a = offsets[r]
         seg = acc[a:a + counts[r]]
         np.add(seg, rbuf[:2 * counts[r]].view(np.float16), out=seg)
-        if r == carrier and ntail:
+        if r == carrier and tail is not None:
             tail += rbuf[2 * counts[r]:size(r)].view(tdt)
         ctr.add(sent=size(s), received=size(r))
     # allgather of the owners' fp16 segments (the owner casts its accumulator once)
@@ -158,7 +158,7 @@ def fp16_allreduce(comm, g: np.ndarray, out: np.ndarray, *, tail: np.ndarray | N
     for s in range(p):
         a = offsets[s]
         out[a:a + counts[s]] = blocks[s][:2 * counts[s]].view(np.float16)
-    if ntail:
+    if tail is not None and ntail:
         tail[:] = blocks[carrier][2 * counts[carrier]:].view(tdt)   # the carrier's bits everywhere
     return out
 

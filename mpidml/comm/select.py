@@ -27,15 +27,14 @@ import numpy as np
 from mpi4py import MPI
 
 from . import debug as _debug
-from .common import ByteCounter, counters_or_default, scale_mean
+from .common import ALLREDUCE_IMPLS, BCAST_IMPLS, ByteCounter, counters_or_default, scale_mean
 from .hierarchical import NodeLayout, split_nodes
 from .shm import ShmAllreduce
 
 __all__ = ["IMPLS", "BCAST_IMPLS", "DEFAULT_SMALL_BYTES", "CommContext", "policy", "bcast", "allreduce", "choose",
            "native_allreduce", "release", "set_small_bytes", "shm_buffer", "small_bytes"]
 
-IMPLS = ("auto", "ring", "rd", "shm", "hier", "native")
-BCAST_IMPLS = ("native", "tree", "chain", "shm")
+IMPLS = ALLREDUCE_IMPLS        # (comm/common.py: the one list)
 # Crossover measured at p = 2 on the 2-core machines (bench/results/allreduce-p2-*.txt):
 # native wins up to ~32 KiB, ties at 64 KiB, shm wins from 256 KiB on.
 DEFAULT_SMALL_BYTES = 65536

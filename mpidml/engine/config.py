@@ -212,8 +212,9 @@ class AlgoConfig:
     topology: str = knob("ring", "gossip/choco: who talks to whom (Metropolis-Hastings mixing weights). At p = 4 "
                                  "torus and hypercube are the ring; for prime p the torus is a ring (the start-up "
                                  "line reports the spectral gap)", choices=_topologies)
-    compress: str = knob("none", "sync: compress gradients (fp16 ring-reduced; qsgd reduced and re-quantised; topk with "
-                                 "error feedback, sparse reduction or allgather, whichever moves fewer bytes); "
+    compress: str = knob("none", "sync: compress gradients (fp16 ring-reduced; qsgd reduced and re-quantised; "
+                                 "topk with error feedback, sparse reduction or allgather, whichever moves fewer "
+                                 "bytes); "
                                  "choco: the compressor of the gossiped differences (topk or qsgd)",
                          choices=_codecs)
     topk_ratio: float = knob(0.01, "fraction of coordinates top-k sends (sync with --optimizer momentum|nesterov: "

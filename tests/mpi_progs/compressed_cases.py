@@ -172,7 +172,8 @@ for dtype in (np.float32, np.float64):
         allgather_sum(comm, b_codec, g, out_b)
         picks.append(before)
         ok = ok and np.array_equal(out_a, out_b) and same_everywhere(out_a)
-        ok = ok and a_codec.exchange == topk_exchange(k, out_a, p) and same_everywhere(np.array([ord(c) for c in a_codec.exchange]))
+        ok = (ok and a_codec.exchange == topk_exchange(k, out_a, p)
+              and same_everywhere(np.array([ord(c) for c in a_codec.exchange])))
     # overlapping indices: the reduction moves fewer bytes from p = 3 (at p = 2 the union
     # of two top-k sets has at least k pairs, so the one-payload allgather is never worse)
     want_reduce = p > 2
