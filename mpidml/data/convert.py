@@ -219,6 +219,8 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     """Convert ``src`` to the HDF5 file ``dst`` (atomically); returns a summary dict."""
     if not os.path.exists(src):
         raise MpidmlError(f"{src}: no such file")
+    from ..runtime.outputs import check_output
+    check_output(dst, "data", "output", [("the conversion", src), ("--labels", labels_path)])
     fmt = fmt or detect_format(src)
     dtype, label_dtype = np.dtype(dtype), np.dtype(label_dtype)
     if fmt == "libsvm":

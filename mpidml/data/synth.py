@@ -160,6 +160,9 @@ def write_blocks(path, blocks, n: int, d: int, dtype, y_dtype, sparse: bool = Fa
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     paths = [path] if shards == 1 else [os.path.join(path, f"part-{i:05d}.h5") for i in range(shards)]
+    from ..runtime.outputs import check_output
+    for out in paths:
+        check_output(out, "data", "output")
     sizes = block_counts(n, shards)
     blocks = iter(blocks)
     pending = None  # rest of a block that straddles two files
