@@ -101,7 +101,7 @@ def inspect_dataset(spec) -> dict:
     """Facts about a data set from its headers and labels (no feature rows read)."""
     from .layout import open_dataset, open_h5
 
-    ds = open_dataset(spec)
+    ds = open_dataset(spec, check_sizes=False)
     counts: dict = {}
     lo, hi, total = np.inf, -np.inf, 0.0
     for fs in ds.files:

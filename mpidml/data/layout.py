@@ -427,9 +427,11 @@ class DataSet:
         return f"{where}: {self.n} x {self.d} {self.dtype} ({kind})"
 
 
-def open_dataset(spec) -> DataSet:
+def open_dataset(spec, check_sizes: bool = True) -> DataSet:
     """Resolve ``spec`` to its shard files and validate every header; all shards must
-    share the layout of the first (an error names the first file that differs)."""
+    share the layout of the first (an error names the first file that differs).
+    ``check_sizes``: refuse a width ``d`` whose model cannot fit in memory
+    (``limits.check_model_size``; ``inspect`` describes such a file instead)."""
     paths = resolve_sources(spec)
     schemas = []
     for path in paths:
@@ -440,5 +442,23 @@ def open_dataset(spec) -> DataSet:
         if s.layout() != first.layout():
             raise MpidmlError(f"{s.path}: shard schema differs from {first.path}: "
                               f"{s.layout()} vs {first.layout()}")
+    if check_sizes:
+        _check_width(first)
     name = spec if isinstance(spec, str) else ", ".join(map(str, spec))
     return DataSet(name, tuple(schemas))
+
+
+def _check_width(schema: FileSchema) -> None:
+    """The model over ``d`` features must fit in memory; for CSR the message names the
+    largest column actually present (a wrong ``shape`` attribute is the usual cause)."""
+    from .limits import check_model_size, largest_column
+
+    def why():
+        if not schema.sparse:
+            return f"/X has d = {schema.d} columns"
+        with open_h5(schema.path) as f:
+            col, row = largest_column(f, schema.path)
+        present = f"the largest column index present is {col}, in row {row}" if col >= 0 else "no nonzeros"
+        return f"/X attribute shape says d = {schema.d} columns ({present})"
+
+    check_model_size(schema.path, schema.d, 1, schema.dtype.itemsize, why)

@@ -162,6 +162,10 @@ class RowReader:
                                   np.zeros(1, np.int64), (0, self.width)),
                         np.zeros(0, self.ds.y_dtype))
             return csr_concat(parts), (ys[0] if len(ys) == 1 else np.concatenate(ys))
+        from .limits import check_read_size
+
+        check_read_size(self.ds.spec, start, stop, (stop - start) * (self.width * self.ds.dtype.itemsize
+                                                                     + self.ds.y_dtype.itemsize), "dense /X and /y")
         X = np.empty((stop - start, self.width), dtype=self.ds.dtype)
         y = np.empty(stop - start, dtype=self.ds.y_dtype)
         o = 0
@@ -195,6 +199,10 @@ class RowReader:
         lo, hi = int(indptr[0]), int(indptr[-1])
         if hi > schema.nnz:
             self._bad_row(i, b - 1, f"/X/indptr points past nnz={schema.nnz} at")
+        from .limits import check_read_size
+
+        check_read_size(path, a, b, (hi - lo) * (schema.dtype.itemsize + schema.index_dtype.itemsize),
+                        f"{hi - lo} nonzeros")
         try:
             data = f["X/data"][lo:hi]
             indices = f["X/indices"][lo:hi]
@@ -300,12 +308,15 @@ def _merge(summaries: list[dict]) -> dict:
     return merged
 
 
-def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int | None = None) -> LabelPlan:
+def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int | None = None,
+                  ds: DataSet | None = None) -> LabelPlan:
     """The ``LabelPlan`` for the data set from the label summaries of all its rows.
 
     Binary: -1/+1 is mapped to 0/1; a mix of -1 and 0 is an error. Classes: K is the
     largest label + 1, or ``n_classes`` if given (then a larger label is an error).
-    ``where(row)`` gives ``(path, local_row, suffix)`` for error messages.
+    ``where(row)`` gives ``(path, local_row, suffix)`` for error messages. With ``ds``,
+    a K whose d x K model cannot fit in memory is refused naming the row of the largest
+    label (``limits.check_model_size``).
     """
     m = _merge(summaries)
     if mode == "binary":
@@ -324,6 +335,13 @@ def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int |
                 raise MpidmlError(f"{p}: /y[{r}]{x} = {best['max']}; class labels must be "
                                   f"integers 0..{n_classes - 1}")
             k = n_classes
+        if ds is not None and m["max"] is not None:
+            from .limits import check_model_size
+
+            best = max((s for s in summaries if s["max"] is not None), key=lambda s: s["max"])
+            p, r, x = where(best["max_row"])
+            check_model_size(p, ds.d, k, ds.dtype.itemsize,
+                             f"/y[{r}]{x} = {best['max']} is the largest class label, so K = {k} classes")
         return LabelPlan(mode, n_classes=k)
     return LabelPlan(mode)
 
@@ -402,7 +420,7 @@ def load_shard(path, size: int, rank: int, labels: str = "binary", rows=None,
     shard, summary = _read_local(ds, size, rank, labels, rows)
     with RowReader(ds) as reader:
         summaries = _scan_labels(ds, labels) if labels != "real" else [summary]
-        plan = decide_labels(labels, summaries, reader.where, n_classes)
+        plan = decide_labels(labels, summaries, reader.where, n_classes, ds)
     return _apply(plan, shard)
 
 
@@ -430,7 +448,7 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
 
     def plan():
         with RowReader(shard.dataset) as reader:
-            return decide_labels(labels, summaries, reader.where, n_classes)
+            return decide_labels(labels, summaries, reader.where, n_classes, reader.ds)
 
     label_plan = fail_together(comm, f"{what} (labels)", plan)
     _apply(label_plan, shard)
@@ -462,6 +480,6 @@ def load_feature_block(path, size: int, rank: int, labels: str = "binary") -> Sh
     columns = feature_columns(ds.d, size, rank)
     shard, summary = _read_local(ds, 1, 0, labels, None, columns)
     with RowReader(ds) as reader:
-        plan = decide_labels(labels, [summary], reader.where)
+        plan = decide_labels(labels, [summary], reader.where, ds=ds)
     shard.columns = columns
     return _apply(plan, shard)

@@ -212,7 +212,7 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
 
     def make():
         with RowReader(ds) as reader:
-            plan = decide_labels(labels, merged, reader.where)
+            plan = decide_labels(labels, merged, reader.where, ds=ds)
         stream = ChunkStream(ds, start, stop, budget, prefetch, plan)
         try:
             if validate:
