@@ -108,7 +108,8 @@ class RowReader:
     ``indptr`` and column indices in ``[0, d)``); labels are returned as stored.
     ``chunk_cache_bytes`` sets h5py's raw-data chunk cache per dataset. ``columns``
     ``(c0, c1)``: keep only that feature block (model parallelism), renumbered from 0;
-    dense reads then touch only those columns.
+    dense reads then touch only those columns. Files with ``/checksums`` have every row
+    block of a full-width read verified (``checksum.py``; a column block is not).
     """
 
     def __init__(self, ds: DataSet, chunk_cache_bytes: int | None = None,
@@ -122,12 +123,34 @@ class RowReader:
         self.width = c1 - c0
         self._cache = chunk_cache_bytes
         self._files: dict[int, h5py.File] = {}
+        self._sums: dict = {}          # shard index -> FileChecksums or None
+        self.blocks_verified = 0
 
     def file(self, i: int) -> h5py.File:
         """The open h5py file of shard ``i`` (opened on first use)."""
         if i not in self._files:
             self._files[i] = open_h5(self.ds.files[i].path, chunk_cache_bytes=self._cache)
         return self._files[i]
+
+    def checksums(self, i: int):
+        """Shard ``i``'s checksum table (``FileChecksums``), or None if it has none."""
+        if i not in self._sums:
+            from .checksum import file_checksums
+
+            fs = self.ds.files[i]
+            self._sums[i] = file_checksums(self.file(i), fs.path, fs.n, fs.sparse)
+        return self._sums[i]
+
+    def _verify(self, i: int, a: int, b: int, memory) -> None:
+        """Verify the checksum blocks of shard ``i``'s rows ``[a, b)`` just read (``memory(ka,
+        kb)``: a block's arrays from the read); full-width reads of files with checksums."""
+        if self.width != self.ds.d or b <= a:
+            return
+        sums = self.checksums(i)
+        if sums is not None:
+            before = sums.blocks_verified
+            sums.verify(a, b, memory)
+            self.blocks_verified += sums.blocks_verified - before
 
     def close(self) -> None:
         for f in self._files.values():
@@ -182,6 +205,7 @@ class RowReader:
                 f[name].read_direct(out, sel)
             except (OSError, KeyError) as exc:
                 raise _corrupt(path, name, a, b, exc) from None
+        self._verify(i, a, b, lambda ka, kb: {"X": X_out[ka - a:kb - a], "y": y_out[ka - a:kb - a]})
         if not _all_finite(X_out):
             bad = ~np.isfinite(X_out).all(axis=1)
             self._bad_row(i, a + int(np.argmax(bad)), "/X has NaN or inf in")
@@ -209,6 +233,14 @@ class RowReader:
             y = f["y"][a:b]
         except (OSError, KeyError) as exc:
             raise _corrupt(path, "X/data, /X/indices or /y", a, b, exc) from None
+
+        def memory(ka, kb):
+            r0, r1 = ka - a, kb - a
+            p0, p1 = int(indptr[r0]) - lo, int(indptr[r1]) - lo
+            return {"X/data": data[p0:p1], "X/indices": indices[p0:p1], "X/indptr": indptr[r0 + 1:r1 + 1],
+                    "y": y[r0:r1]}
+
+        self._verify(i, a, b, memory)
         local_ptr = indptr - lo
         if not _all_finite(data):
             k = int(np.argmax(~np.isfinite(data)))
