@@ -106,7 +106,7 @@ def inspect_dataset(spec) -> dict:
     """Facts about a data set from its headers and labels (no feature rows read)."""
     from .layout import open_dataset, open_h5
 
-    ds = open_dataset(spec, check_sizes=False)
+    ds = open_dataset(spec)
     counts: dict = {}
     lo, hi, total = np.inf, -np.inf, 0.0
     for fs in ds.files:

@@ -427,11 +427,11 @@ class DataSet:
         return f"{where}: {self.n} x {self.d} {self.dtype} ({kind})"
 
 
-def open_dataset(spec, check_sizes: bool = True) -> DataSet:
+def open_dataset(spec, check_sizes: bool = False) -> DataSet:
     """Resolve ``spec`` to its shard files and validate every header; all shards must
     share the layout of the first (an error names the first file that differs).
-    ``check_sizes``: refuse a width ``d`` whose model cannot fit in memory
-    (``limits.check_model_size``; ``inspect`` describes such a file instead)."""
+    ``check_sizes`` (training's loaders): refuse a width ``d`` whose model cannot fit in
+    memory (``limits.check_model_size``); reading such data is fine, training on it not."""
     paths = resolve_sources(spec)
     schemas = []
     for path in paths:

@@ -452,7 +452,7 @@ def load_shard(path, size: int, rank: int, labels: str = "binary", rows=None,
     shard, summary = _read_local(ds, size, rank, labels, rows)
     with RowReader(ds) as reader:
         summaries = _scan_labels(ds, labels) if labels != "real" else [summary]
-        plan = decide_labels(labels, summaries, reader.where, n_classes, ds)
+        plan = decide_labels(labels, summaries, reader.where, n_classes)
     return _apply(plan, shard)
 
 
@@ -462,6 +462,8 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
     """Collective over ``comm``: every rank loads its rows as ``load_shard`` does, and the
     ranks agree on the meaning of the labels from per-rank summaries (one allgather).
 
+    This is training's loader: it also refuses a data set whose model cannot fit in memory
+    (a width d or a class count K from an absurd ``shape`` attribute or label; ``limits``).
     Any rank's problem raises the same ``CollectiveError`` on all ranks. Rank 0 reports
     through ``log`` (once) that -1/+1 labels were mapped, and warns when some ranks have
     no rows (not an error: they contribute weight 0).
@@ -472,7 +474,7 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
         size, rank = part
 
     def local():
-        ds = open_dataset(path)
+        ds = open_dataset(path, check_sizes=True)
         return _read_local(ds, size, rank, labels, rows)
 
     shard, summary = fail_together(comm, what, local)
@@ -512,6 +514,6 @@ def load_feature_block(path, size: int, rank: int, labels: str = "binary") -> Sh
     columns = feature_columns(ds.d, size, rank)
     shard, summary = _read_local(ds, 1, 0, labels, None, columns)
     with RowReader(ds) as reader:
-        plan = decide_labels(labels, [summary], reader.where, ds=ds)
+        plan = decide_labels(labels, [summary], reader.where)
     shard.columns = columns
     return _apply(plan, shard)
