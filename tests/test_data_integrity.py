@@ -12,7 +12,6 @@ import h5py
 import numpy as np
 import pytest
 
-from mpidml.data import checksum
 from mpidml.data.layout import CSRMatrix, open_dataset
 from mpidml.data.loader import load_shard
 from mpidml.data.synth import binary_dense_blocks, clicklog_csr_blocks, write_blocks
@@ -190,6 +189,8 @@ def test_synth_checksums_catch_4000_flipped_bytes(tmp_path):
 def test_checksums_verify_every_rank_split_and_row_list(tmp_path, monkeypatch, sparse):
     """Small blocks (many block boundaries inside and across rank ranges and shard files):
     an intact set loads at every size; one changed value fails the block holding it."""
+    from mpidml.data import checksum
+
     monkeypatch.setattr(checksum, "BLOCK_BYTES", 64 * 4 * 4)     # 64 rows of d=4 float32
     monkeypatch.setattr(checksum, "CSR_BLOCK_ROWS", 37)
     spec = str(tmp_path / "set")
@@ -230,6 +231,8 @@ def test_convert_writes_checksums_that_survive_widening_indices(tmp_path):
 
 
 def test_block_hasher_is_independent_of_append_sizes(tmp_path):
+    from mpidml.data import checksum
+
     X = np.random.default_rng(1).standard_normal((500, 3)).astype(np.float32)
     y = np.arange(500) % 2
     digests = []
