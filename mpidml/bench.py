@@ -518,6 +518,10 @@ def main(argv=None) -> int:
     layout.free()
     if nodes > 1 and "shm" in impls:
         impls.remove("shm")
+    if args.json and args.json != "-":
+        from .runtime.errors import fail_together
+        from .runtime.outputs import check_output
+        fail_together(comm, "checking the output path", check_output, args.json, "json", "--json")
     dtype = np.dtype(args.dtype).type
     out = sys.stdout if args.json != "-" else sys.stderr
 

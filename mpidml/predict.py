@@ -38,6 +38,11 @@ def main(argv=None) -> int:
     from .runtime.threads import limit_threads
     limit_threads(comm)   # ranks sharing a node split its cores (BLAS, numba)
     rank = comm.Get_rank()
+    from .data.layout import input_files
+    from .runtime.outputs import check_output
+
+    fail_together(comm, "checking the output path", check_output, args.output, "predictions", "-o",
+                  input_files(("MODEL", args.model), ("DATA", args.data)))
     model, params, desc, _ = fail_together(comm, f"reading the model {args.model}", load_model, args.model)
     shard = load_shard_collective(comm, args.data, model.label_mode, log=print if rank == 0 else _quiet)
     pred, score = predict(desc["kind"], model, params, shard.X)

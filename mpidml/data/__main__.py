@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", type=int, default=0,
                    help="sample stream with the same teacher (0 = train, 1 = test, ...)")
     s.add_argument("--shards", type=int, default=1, help="write this many balanced shard files into OUT/")
+    s.add_argument("--no-checksums", dest="checksums", action="store_false",
+                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
 
     c = sub.add_parser("convert", help="convert libsvm / CSV / .npz to HDF5 (streaming)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--y-key", default="y", help=".npz: label array name")
     c.add_argument("--labels", default=None, help=".npz CSR: labels from this .npy/.npz instead")
     c.add_argument("--block-rows", type=int, default=65536, help="rows per block (bounds memory)")
+    c.add_argument("--no-checksums", dest="checksums", action="store_false",
+                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
 
     i = sub.add_parser("inspect", help="describe a data set (file, directory or glob)",
                        description="Print shape, dtypes, layout, nnz, chunking, label balance and "
@@ -89,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("check", help="validate a data set under MPI, as training loads it",
                        description="Every rank loads its balanced row range and validates it "
-                                   "(schema, finite values, labels) exactly as training does; "
+                                   "(schema, allocated storage, content checksums if the files have "
+                                   "them, finite values, labels, sizes) exactly as training does; "
                                    "run it under mpiexec. Problems on any rank are reported once "
                                    "for all ranks (exit 2), never a hang.")
     k.add_argument("data", help="HDF5 file, directory of shard files, or quoted glob")
@@ -169,7 +174,8 @@ def _synth(args) -> None:
         blocks = binary_dense_blocks(args.rows, d, args.seed, dtype, args.stream)
         kw = dict(y_dtype=np.float32)
     t0 = time.perf_counter()
-    paths = write_blocks(args.out, blocks, args.rows, d, dtype, shards=args.shards, attrs=attrs, **kw)
+    paths = write_blocks(args.out, blocks, args.rows, d, dtype, shards=args.shards, attrs=attrs,
+                         checksums=args.checksums, **kw)
     print(f"wrote {args.out}: {args.rows} x {d} {args.kind} ({len(paths)} file(s)) "
           f"in {time.perf_counter() - t0:.1f} s")
 
@@ -180,7 +186,7 @@ def _convert(args) -> None:
     t0 = time.perf_counter()
     s = convert(args.src, args.dst, args.format, args.dtype, args.label_dtype, args.zero_based,
                 args.n_features, args.label_column, args.delimiter, args.x_key, args.y_key,
-                args.labels, args.block_rows)
+                args.labels, args.block_rows, args.checksums)
     print(f"wrote {s['path']}: {s['rows']} x {s['d']} {'CSR' if s['sparse'] else 'dense'} {s['dtype']}"
           + (f", nnz {s['nnz']}, indices {s['index_dtype']}" if s["sparse"] else "")
           + f" in {time.perf_counter() - t0:.1f} s")
@@ -201,8 +207,11 @@ def _check(args) -> None:
     rows = comm.gather(shard.n, root=0)
     if rank == 0:
         ds = shard.dataset
+        from .checksum import describe_checksums
+
         print(f"ok: {ds.describe()}; rows per rank {rows}"
-              + (f"; {shard.n_classes} classes" if shard.n_classes else ""), flush=True)
+              + (f"; {shard.n_classes} classes" if shard.n_classes else "") + f"; {describe_checksums(ds)}",
+              flush=True)
     comm.Free()
 
 

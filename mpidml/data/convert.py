@@ -215,10 +215,13 @@ def _npz_csr(zf, path, y_key, labels_path, block_rows):
 def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_dtype=np.float32,
             zero_based: bool = False, n_features: int | None = None, label_column="0",
             delimiter: str = ",", x_key: str = "X", y_key: str = "y", labels_path: str | None = None,
-            block_rows: int = BLOCK_ROWS) -> dict:
-    """Convert ``src`` to the HDF5 file ``dst`` (atomically); returns a summary dict."""
+            block_rows: int = BLOCK_ROWS, checksums: bool = False) -> dict:
+    """Convert ``src`` to the HDF5 file ``dst`` (atomically, with content checksums if
+    ``checksums``: the CLI's default); returns a summary dict."""
     if not os.path.exists(src):
         raise MpidmlError(f"{src}: no such file")
+    from ..runtime.outputs import check_output
+    check_output(dst, "data", "output", [("the conversion", src), ("--labels", labels_path)])
     fmt = fmt or detect_format(src)
     dtype, label_dtype = np.dtype(dtype), np.dtype(label_dtype)
     if fmt == "libsvm":
@@ -251,7 +254,7 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     attrs = {"converted_from": os.path.abspath(src), "format": fmt}
     max_col = -1
     with DataSetWriter(dst, d, dtype, label_dtype, sparse=sparse, index_dtype=index_dtype or np.int32,
-                       attrs=attrs) as w:
+                       attrs=attrs, checksums=checksums) as w:
         for X, y in _chain(first, blocks):
             if sparse and X.nnz:
                 max_col = max(max_col, int(X.indices.max()))

@@ -30,7 +30,7 @@ import numpy as np
 from ..runtime.errors import MpidmlError
 
 __all__ = ["CSRMatrix", "LABEL_MODES", "FileSchema", "DataSet", "open_h5", "read_schema",
-           "resolve_sources", "open_dataset", "csr_take_rows", "csr_concat"]
+           "resolve_sources", "input_files", "first_unwritten", "open_dataset", "csr_take_rows", "csr_concat"]
 
 # binary: 0/1 (logistic; -1/+1 accepted and mapped); classes: integers 0..K-1 (softmax, MLP);
 # real: any finite (least squares)
@@ -126,7 +126,14 @@ class FileSchema:
 
 def open_h5(path: str, chunk_cache_bytes: int | None = None) -> h5py.File:
     """Open ``path`` read-only, with errors that say what is wrong with the file.
-    ``chunk_cache_bytes``: h5py's raw-data chunk cache per open dataset (default 1 MiB)."""
+    ``chunk_cache_bytes``: h5py's raw-data chunk cache per open dataset (default 1 MiB).
+
+    A file another process is writing is refused, naming the writer: HDF5 writers hold an
+    exclusive ``flock`` on the file (probed here, then HDF5's own shared lock is held
+    while the file is open, so no locking writer can start meanwhile), and SWMR writers
+    mark the superblock. On file systems without ``flock`` the lock is skipped
+    (``locking="best-effort"``); ``HDF5_USE_FILE_LOCKING=FALSE`` turns HDF5's lock off,
+    not the probe."""
     if not os.path.exists(path):
         raise MpidmlError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -134,21 +141,127 @@ def open_h5(path: str, chunk_cache_bytes: int | None = None) -> h5py.File:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(8)
+            _refuse_locked_writer(fh, path)
     except PermissionError:
         raise MpidmlError(f"{path}: permission denied (file not readable)") from None
     except OSError as exc:
         raise MpidmlError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        # locking=False: read-only opens on parallel file systems without flock.
         kw = {} if chunk_cache_bytes is None else {"rdcc_nbytes": int(chunk_cache_bytes)}
-        return h5py.File(path, "r", locking=False, **kw)
+        return h5py.File(path, "r", locking="best-effort", **kw)
     except OSError as exc:
+        text = str(exc)
+        if "unable to lock file" in text:   # a writer started between the probe and the open
+            raise MpidmlError(f"{path}: is being written by another process ({_lock_holder(path)} holds "
+                              "an exclusive HDF5 file lock); wait for it to finish") from None
+        if "already open for write" in text:
+            raise MpidmlError(f"{path}: is open for writing by another process (SWMR or latest-format "
+                              "writer), or its writer died before closing it; wait for the writer, or "
+                              "if none is left run `h5clear -s FILE` and check the data") from None
         if not magic:
             raise MpidmlError(f"{path}: empty file (0 bytes), not HDF5") from None
         if magic != b"\x89HDF\r\n\x1a\n":  # (a file with an HDF5 user block opens above)
             raise MpidmlError(f"{path}: not an HDF5 file (corrupt, or another format: "
                               "convert it with `python -m mpidml.data convert`)") from None
         raise MpidmlError(f"{path}: cannot open as HDF5, truncated or corrupt file ({exc})") from None
+
+
+def _refuse_locked_writer(fh, path: str) -> None:
+    """Raise if another process holds an exclusive ``flock`` on the open file ``fh`` (what
+    an HDF5 writer holds while the file is open). Unsupported locks: no verdict."""
+    import errno
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise MpidmlError(f"{path}: is being written by another process ({_lock_holder(path)} holds "
+                              "an exclusive HDF5 file lock); wait for it to finish") from None
+        return   # ENOLCK / EOPNOTSUPP / ENOSYS: a file system without flock
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _lock_holder(path: str) -> str:
+    """The process holding an exclusive lock on ``path``, from /proc/locks (Linux, this
+    node), e.g. ``pid 4242 (python make_data.py)``; ``a process`` when it cannot tell."""
+    try:
+        st = os.stat(path)
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks") as fh:
+            for line in fh:
+                f = line.split()
+                if len(f) >= 6 and f[1] in ("FLOCK", "POSIX", "OFDLCK") and f[3] == "WRITE" and f[5] == key:
+                    pid = f[4]
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as c:
+                            cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                    except OSError:
+                        cmd = ""
+                    return f"pid {pid}" + (f" ({cmd[:80]})" if cmd else "") + " on this node"
+    except OSError:
+        pass
+    return "a process (on another node, or not visible here)"
+
+
+def first_unwritten(ds: h5py.Dataset) -> tuple[int, int, int, int] | None:
+    """``(a, b, missing, total)``: the first range ``[a, b)`` along axis 0 of dataset
+    ``ds`` whose storage was never allocated (reads give fill values), with the count of
+    missing and expected chunks (0, 0 for contiguous storage); ``None`` if all storage exists. Contiguous layout: all or
+    nothing (``get_storage_size``); chunked: the chunk index (``get_num_chunks``, and only
+    when chunks are missing a walk over them). Compact/virtual/external: not checked."""
+    n = ds.shape[0] if ds.shape else 0
+    if ds.size == 0:
+        return None
+    layout = ds.id.get_create_plist().get_layout()
+    if layout == h5py.h5d.CONTIGUOUS:
+        return (0, n, 0, 0) if ds.id.get_storage_size() == 0 else None
+    if layout != h5py.h5d.CHUNKED:
+        return None
+    grid = [-(-s // c) for s, c in zip(ds.shape, ds.chunks)]
+    total = int(np.prod(grid))
+    have = ds.id.get_num_chunks()
+    if have >= total:
+        return None
+    per_block = total // grid[0]          # chunks per block of ds.chunks[0] rows
+    count = np.zeros(grid[0], np.int64)
+
+    def seen(info):
+        count[info.chunk_offset[0] // ds.chunks[0]] += 1
+
+    if hasattr(ds.id, "chunk_iter"):
+        ds.id.chunk_iter(seen)
+    else:
+        for k in range(have):
+            seen(ds.id.get_chunk_info(k))
+    missing = np.flatnonzero(count < per_block)
+    first = last = int(missing[0])
+    while last + 1 < grid[0] and count[last + 1] < per_block:
+        last += 1
+    rows = ds.chunks[0]
+    return first * rows, min(n, (last + 1) * rows), total - have, total
+
+
+def _refuse_unwritten(f: h5py.File, path: str, name: str, indptr: h5py.Dataset | None = None) -> None:
+    """Raise naming the first unwritten row range of dataset ``name``; ``indptr`` (CSR
+    ``data``/``indices``): translate the nonzero range to rows."""
+    gap = first_unwritten(f[name])
+    if gap is None:
+        return
+    a, b, missing, total = gap
+    if indptr is not None:   # nonzeros [a, b) -> the rows holding them
+        ptr = _read_small(indptr, slice(None), path).astype(np.int64)
+        a = int(np.searchsorted(ptr, a, side="right")) - 1
+        b = int(np.searchsorted(ptr, b - 1, side="right"))
+        what = "nonzeros of rows"
+    elif name == "X/indptr":
+        what, b = "offsets of rows", max(a + 1, b - 1)
+    else:
+        what = "rows"
+    storage = f"{missing} of {total} storage chunks unallocated" if total else "no storage allocated"
+    raise MpidmlError(f"{path}: /{name} {what} {a}..{b - 1} were never written ({storage}: reads "
+                      "would give fill values); the file is "
+                      "incomplete: its writer is still running or did not finish")
 
 
 def _dataset(f: h5py.File, path: str, name: str, what: str) -> h5py.Dataset:
@@ -211,6 +324,9 @@ def read_schema(f: h5py.File, path: str) -> FileSchema:
             raise MpidmlError(f"{path}: /X/indptr must start at 0 and end at nnz={nnz}, "
                               f"is {int(ends[0])}..{int(ends[-1])}")
         schema = FileSchema(path, n, d, data.dtype, y.dtype, True, indices.dtype, nnz, data.chunks)
+        _refuse_unwritten(f, path, "X/indptr")
+        for name in ("X/data", "X/indices"):
+            _refuse_unwritten(f, path, name, indptr)
     else:
         X = f["X"]
         if not isinstance(X, h5py.Dataset) or X.ndim != 2:
@@ -218,10 +334,12 @@ def read_schema(f: h5py.File, path: str) -> FileSchema:
         if X.dtype.type not in _FLOAT_DTYPES:
             raise MpidmlError(f"{path}: /X has dtype {X.dtype}; float32 or float64 expected")
         schema = FileSchema(path, X.shape[0], X.shape[1], X.dtype, y.dtype, False, chunks=X.chunks)
+        _refuse_unwritten(f, path, "X")
     if y.shape[0] != schema.n:
         raise MpidmlError(f"{path}: /X has {schema.n} rows but /y has {y.shape[0]}")
     if schema.n == 0:
         raise MpidmlError(f"{path}: /X has zero rows (an empty file is not a data set)")
+    _refuse_unwritten(f, path, "y")
     return schema
 
 
@@ -243,6 +361,21 @@ def resolve_sources(spec) -> list[str]:
             raise MpidmlError(f"{spec}: no files match this pattern")
         return files
     return [spec]
+
+
+def input_files(*named) -> list[tuple[str, str]]:
+    """``(flag, file)`` for every file of every ``(flag, spec)`` given (a data set spec as
+    ``resolve_sources`` takes, or a plain file), for ``runtime.outputs.check_outputs``;
+    ``None`` specs and specs that do not resolve are skipped (loading reports those)."""
+    out = []
+    for flag, spec in named:
+        if spec is None:
+            continue
+        try:
+            out += [(flag, p) for p in resolve_sources(spec)]
+        except MpidmlError:
+            pass
+    return out
 
 
 @dataclass(frozen=True)
@@ -294,9 +427,11 @@ class DataSet:
         return f"{where}: {self.n} x {self.d} {self.dtype} ({kind})"
 
 
-def open_dataset(spec) -> DataSet:
+def open_dataset(spec, check_sizes: bool = False) -> DataSet:
     """Resolve ``spec`` to its shard files and validate every header; all shards must
-    share the layout of the first (an error names the first file that differs)."""
+    share the layout of the first (an error names the first file that differs).
+    ``check_sizes`` (training's loaders): refuse a width ``d`` whose model cannot fit in
+    memory (``limits.check_model_size``); reading such data is fine, training on it not."""
     paths = resolve_sources(spec)
     schemas = []
     for path in paths:
@@ -307,5 +442,23 @@ def open_dataset(spec) -> DataSet:
         if s.layout() != first.layout():
             raise MpidmlError(f"{s.path}: shard schema differs from {first.path}: "
                               f"{s.layout()} vs {first.layout()}")
+    if check_sizes:
+        _check_width(first)
     name = spec if isinstance(spec, str) else ", ".join(map(str, spec))
     return DataSet(name, tuple(schemas))
+
+
+def _check_width(schema: FileSchema) -> None:
+    """The model over ``d`` features must fit in memory; for CSR the message names the
+    largest column actually present (a wrong ``shape`` attribute is the usual cause)."""
+    from .limits import check_model_size, largest_column
+
+    def why():
+        if not schema.sparse:
+            return f"/X has d = {schema.d} columns"
+        with open_h5(schema.path) as f:
+            col, row = largest_column(f, schema.path)
+        present = f"the largest column index present is {col}, in row {row}" if col >= 0 else "no nonzeros"
+        return f"/X attribute shape says d = {schema.d} columns ({present})"
+
+    check_model_size(schema.path, schema.d, 1, schema.dtype.itemsize, why)

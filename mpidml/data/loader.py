@@ -108,7 +108,8 @@ class RowReader:
     ``indptr`` and column indices in ``[0, d)``); labels are returned as stored.
     ``chunk_cache_bytes`` sets h5py's raw-data chunk cache per dataset. ``columns``
     ``(c0, c1)``: keep only that feature block (model parallelism), renumbered from 0;
-    dense reads then touch only those columns.
+    dense reads then touch only those columns. Files with ``/checksums`` have every row
+    block of a full-width read verified (``checksum.py``; a column block is not).
     """
 
     def __init__(self, ds: DataSet, chunk_cache_bytes: int | None = None,
@@ -122,12 +123,34 @@ class RowReader:
         self.width = c1 - c0
         self._cache = chunk_cache_bytes
         self._files: dict[int, h5py.File] = {}
+        self._sums: dict = {}          # shard index -> FileChecksums or None
+        self.blocks_verified = 0
 
     def file(self, i: int) -> h5py.File:
         """The open h5py file of shard ``i`` (opened on first use)."""
         if i not in self._files:
             self._files[i] = open_h5(self.ds.files[i].path, chunk_cache_bytes=self._cache)
         return self._files[i]
+
+    def checksums(self, i: int):
+        """Shard ``i``'s checksum table (``FileChecksums``), or None if it has none."""
+        if i not in self._sums:
+            from .checksum import file_checksums
+
+            fs = self.ds.files[i]
+            self._sums[i] = file_checksums(self.file(i), fs.path, fs.n, fs.sparse)
+        return self._sums[i]
+
+    def _verify(self, i: int, a: int, b: int, memory) -> None:
+        """Verify the checksum blocks of shard ``i``'s rows ``[a, b)`` just read (``memory(ka,
+        kb)``: a block's arrays from the read); full-width reads of files with checksums."""
+        if self.width != self.ds.d or b <= a:
+            return
+        sums = self.checksums(i)
+        if sums is not None:
+            before = sums.blocks_verified
+            sums.verify(a, b, memory)
+            self.blocks_verified += sums.blocks_verified - before
 
     def close(self) -> None:
         for f in self._files.values():
@@ -162,6 +185,10 @@ class RowReader:
                                   np.zeros(1, np.int64), (0, self.width)),
                         np.zeros(0, self.ds.y_dtype))
             return csr_concat(parts), (ys[0] if len(ys) == 1 else np.concatenate(ys))
+        from .limits import check_read_size
+
+        check_read_size(self.ds.spec, start, stop, (stop - start) * (self.width * self.ds.dtype.itemsize
+                                                                     + self.ds.y_dtype.itemsize), "dense /X and /y")
         X = np.empty((stop - start, self.width), dtype=self.ds.dtype)
         y = np.empty(stop - start, dtype=self.ds.y_dtype)
         o = 0
@@ -178,6 +205,7 @@ class RowReader:
                 f[name].read_direct(out, sel)
             except (OSError, KeyError) as exc:
                 raise _corrupt(path, name, a, b, exc) from None
+        self._verify(i, a, b, lambda ka, kb: {"X": X_out[ka - a:kb - a], "y": y_out[ka - a:kb - a]})
         if not _all_finite(X_out):
             bad = ~np.isfinite(X_out).all(axis=1)
             self._bad_row(i, a + int(np.argmax(bad)), "/X has NaN or inf in")
@@ -195,12 +223,24 @@ class RowReader:
         lo, hi = int(indptr[0]), int(indptr[-1])
         if hi > schema.nnz:
             self._bad_row(i, b - 1, f"/X/indptr points past nnz={schema.nnz} at")
+        from .limits import check_read_size
+
+        check_read_size(path, a, b, (hi - lo) * (schema.dtype.itemsize + schema.index_dtype.itemsize),
+                        f"{hi - lo} nonzeros")
         try:
             data = f["X/data"][lo:hi]
             indices = f["X/indices"][lo:hi]
             y = f["y"][a:b]
         except (OSError, KeyError) as exc:
             raise _corrupt(path, "X/data, /X/indices or /y", a, b, exc) from None
+
+        def memory(ka, kb):
+            r0, r1 = ka - a, kb - a
+            p0, p1 = int(indptr[r0]) - lo, int(indptr[r1]) - lo
+            return {"X/data": data[p0:p1], "X/indices": indices[p0:p1], "X/indptr": indptr[r0 + 1:r1 + 1],
+                    "y": y[r0:r1]}
+
+        self._verify(i, a, b, memory)
         local_ptr = indptr - lo
         if not _all_finite(data):
             k = int(np.argmax(~np.isfinite(data)))
@@ -300,12 +340,15 @@ def _merge(summaries: list[dict]) -> dict:
     return merged
 
 
-def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int | None = None) -> LabelPlan:
+def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int | None = None,
+                  ds: DataSet | None = None) -> LabelPlan:
     """The ``LabelPlan`` for the data set from the label summaries of all its rows.
 
     Binary: -1/+1 is mapped to 0/1; a mix of -1 and 0 is an error. Classes: K is the
     largest label + 1, or ``n_classes`` if given (then a larger label is an error).
-    ``where(row)`` gives ``(path, local_row, suffix)`` for error messages.
+    ``where(row)`` gives ``(path, local_row, suffix)`` for error messages. With ``ds``,
+    a K whose d x K model cannot fit in memory is refused naming the row of the largest
+    label (``limits.check_model_size``).
     """
     m = _merge(summaries)
     if mode == "binary":
@@ -324,6 +367,13 @@ def decide_labels(mode: str, summaries: list[dict], where=None, n_classes: int |
                 raise MpidmlError(f"{p}: /y[{r}]{x} = {best['max']}; class labels must be "
                                   f"integers 0..{n_classes - 1}")
             k = n_classes
+        if ds is not None and m["max"] is not None:
+            from .limits import check_model_size
+
+            best = max((s for s in summaries if s["max"] is not None), key=lambda s: s["max"])
+            p, r, x = where(best["max_row"])
+            check_model_size(p, ds.d, k, ds.dtype.itemsize,
+                             f"/y[{r}]{x} = {best['max']} is the largest class label, so K = {k} classes")
         return LabelPlan(mode, n_classes=k)
     return LabelPlan(mode)
 
@@ -412,6 +462,8 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
     """Collective over ``comm``: every rank loads its rows as ``load_shard`` does, and the
     ranks agree on the meaning of the labels from per-rank summaries (one allgather).
 
+    This is training's loader: it also refuses a data set whose model cannot fit in memory
+    (a width d or a class count K from an absurd ``shape`` attribute or label; ``limits``).
     Any rank's problem raises the same ``CollectiveError`` on all ranks. Rank 0 reports
     through ``log`` (once) that -1/+1 labels were mapped, and warns when some ranks have
     no rows (not an error: they contribute weight 0).
@@ -422,7 +474,7 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
         size, rank = part
 
     def local():
-        ds = open_dataset(path)
+        ds = open_dataset(path, check_sizes=True)
         return _read_local(ds, size, rank, labels, rows)
 
     shard, summary = fail_together(comm, what, local)
@@ -430,7 +482,7 @@ def load_shard_collective(comm, path, labels: str = "binary", rows=None,
 
     def plan():
         with RowReader(shard.dataset) as reader:
-            return decide_labels(labels, summaries, reader.where, n_classes)
+            return decide_labels(labels, summaries, reader.where, n_classes, reader.ds)
 
     label_plan = fail_together(comm, f"{what} (labels)", plan)
     _apply(label_plan, shard)

@@ -203,7 +203,7 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
         prefetch = DEFAULT_PREFETCH if DEFAULT_PREFETCH is not None else prefetch_pays_off(comm)
 
     def local():
-        ds = open_dataset(spec)
+        ds = open_dataset(spec, check_sizes=True)
         start, stop = shard_rows(ds.n, size, rank) if rank >= 0 else (0, 0)
         return ds, start, stop, _scan_own_labels(ds, start, stop, labels)
 
@@ -212,7 +212,7 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
 
     def make():
         with RowReader(ds) as reader:
-            plan = decide_labels(labels, merged, reader.where)
+            plan = decide_labels(labels, merged, reader.where, ds=ds)
         stream = ChunkStream(ds, start, stop, budget, prefetch, plan)
         try:
             if validate:

@@ -147,10 +147,11 @@ def binary_dense_blocks(n: int, d: int, seed: int = 0, dtype=np.float32, stream:
 
 
 def write_blocks(path, blocks, n: int, d: int, dtype, y_dtype, sparse: bool = False,
-                 index_dtype=np.int32, shards: int = 1, attrs: dict | None = None) -> list[str]:
+                 index_dtype=np.int32, shards: int = 1, attrs: dict | None = None,
+                 checksums: bool = False) -> list[str]:
     """Stream ``blocks`` (n rows in total) into ``path`` (one file), or into ``shards``
-    balanced shard files ``path/part-00000.h5`` ...; each file is written atomically.
-    Returns the paths written."""
+    balanced shard files ``path/part-00000.h5`` ...; each file is written atomically,
+    with content checksums if ``checksums`` (the CLI's default). Returns the paths written."""
     import os
 
     from .layout import csr_take_rows
@@ -160,12 +161,15 @@ def write_blocks(path, blocks, n: int, d: int, dtype, y_dtype, sparse: bool = Fa
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     paths = [path] if shards == 1 else [os.path.join(path, f"part-{i:05d}.h5") for i in range(shards)]
+    from ..runtime.outputs import check_output
+    for out in paths:
+        check_output(out, "data", "output")
     sizes = block_counts(n, shards)
     blocks = iter(blocks)
     pending = None  # rest of a block that straddles two files
     for out, size in zip(paths, sizes):
         with DataSetWriter(out, d, dtype, y_dtype, sparse=sparse, index_dtype=index_dtype,
-                           attrs=attrs) as w:
+                           attrs=attrs, checksums=checksums) as w:
             while w.n < size:
                 X, y = pending if pending is not None else next(blocks)
                 take = min(len(y), size - w.n)

@@ -36,11 +36,14 @@ class DataSetWriter:
     then the dataset is rewritten once as int64 (in blocks; the int32 copy's file space is
     not reclaimed, which costs 4 bytes per nonzero written before the widening). An
     explicit int32 refuses such a column instead of wrapping it.
+
+    ``checksums=True`` also writes ``/checksums`` (SHA-256 per block of rows and dataset,
+    ``data/checksum.py``), verified by ``data check`` and at every load.
     """
 
     def __init__(self, path, d: int, dtype=np.float32, y_dtype=np.float32, sparse: bool = False,
                  index_dtype=np.int32, chunk_rows: int = DEFAULT_CHUNK_ROWS, attrs: dict | None = None,
-                 compression: str | None = None):
+                 compression: str | None = None, checksums: bool = False):
         self.path = path
         self.d = int(d)
         self.dtype = np.dtype(dtype)
@@ -53,6 +56,10 @@ class DataSetWriter:
         self.compression = compression
         self.n = 0
         self.nnz = 0
+        self.hasher = None
+        if checksums:   # SHA-256 per block of rows (data/checksum.py), verified at load
+            from .checksum import BlockHasher, block_rows_for
+            self.hasher = BlockHasher(sparse, block_rows_for(self.d, self.dtype.itemsize, sparse))
 
     def __enter__(self):
         self._atomic = atomic_path(self.path)
@@ -106,7 +113,12 @@ class DataSetWriter:
             self._indices.resize((self.nnz + nnz,))
             self._indices[self.nnz:] = X.indices[:nnz].astype(self.index_dtype, copy=False)
             self._indptr.resize((self.n + k + 1,))
-            self._indptr[self.n + 1:] = np.asarray(X.indptr[1:], np.int64) + self.nnz
+            ends = np.asarray(X.indptr[1:], np.int64) + self.nnz
+            self._indptr[self.n + 1:] = ends
+            if self.hasher is not None:
+                self.hasher.add(self.n, {"X/data": X.data[:nnz].astype(self.dtype, copy=False),
+                                         "X/indices": X.indices[:nnz], "X/indptr": ends,
+                                         "rowptr": np.asarray(X.indptr, np.int64), "y": y.astype(self.y_dtype, copy=False)})
             self.nnz += nnz
         else:
             X = np.asarray(X)
@@ -114,6 +126,8 @@ class DataSetWriter:
                 raise ValueError(f"block has shape {X.shape}; ({k}, {self.d}) expected")
             self._X.resize((self.n + k, self.d))
             self._X[self.n:] = X.astype(self.dtype, copy=False)
+            if self.hasher is not None:
+                self.hasher.add(self.n, {"X": X.astype(self.dtype, copy=False), "y": y.astype(self.y_dtype, copy=False)})
         self._y.resize((self.n + k,))
         self._y[self.n:] = y.astype(self.y_dtype, copy=False)
         self.n += k
@@ -138,6 +152,8 @@ class DataSetWriter:
                     target.attrs["shape"] = np.array([self.n, self.d], dtype=np.int64)
                 for key, value in self.attrs.items():
                     target.attrs[key] = value
+                if self.hasher is not None:
+                    self.hasher.write(self._f)
         finally:
             self._f.close()
         return self._atomic.__exit__(exc_type, exc, tb)

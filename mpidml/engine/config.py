@@ -330,6 +330,11 @@ class OutputConfig:
                          choices=("auto", "bar", "plain", "none"))
     progress_every: float = knob(10.0, "seconds between plain progress lines", metavar="SEC")
 
+    def outputs(self) -> list[tuple[str, str | None, str]]:
+        """``(flag, path, kind)`` of every file the run writes (``runtime.outputs``)."""
+        return [("--metrics", self.metrics, "metrics"), ("--save-model", self.save_model, "model"),
+                ("--timeline", self.timeline, "timeline")]
+
     def validate(self) -> None:
         if self.eval_every < 0:
             raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")

@@ -64,7 +64,20 @@ def _check_config(t) -> None:
     if cfg.data is None:
         t.mark("start-up: generating the default data set", -1, slow=True)
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=RunLog(t.rank, False, None).always)
+    _check_outputs(t)
     t.log = fail_together(comm, "opening the metrics file", RunLog, t.rank, cfg.quiet, cfg.metrics)
+
+
+def _check_outputs(t) -> None:
+    """Collective: no output is an input of the run or an existing file of another kind
+    (``runtime.outputs``); parent directories created. Before any file is opened."""
+    from ..data.layout import input_files
+    from ..runtime.errors import fail_together
+    from ..runtime.outputs import check_outputs
+
+    cfg = t.cfg
+    inputs = input_files(("--data", cfg.data), ("--test", cfg.test), ("--config", cfg.config))
+    fail_together(t.comm, "checking the output paths", check_outputs, cfg.outputs(), inputs)
 
 
 def model_class(name: str):
