@@ -12,7 +12,6 @@ import pytest
 
 from mpidml.data.convert import convert
 from mpidml.data.synth import binary_dense_blocks, write_blocks
-from mpidml.data.writer import write_dense
 from mpidml.runtime.errors import MpidmlError
 from mpidml.saved import save_model
 
@@ -144,13 +143,13 @@ def test_dc_lambda_nan_and_other_non_finite_floats_are_refused(tmp_path):
     for argv in (["--algo", "ps", "--dc-lambda", "nan"], ["--algo", "ps", "--dc-lambda", "inf"],
                  ["--algo", "ps", "--dc-lambda", "-1"]):
         cfg = config_from_args(parse_args(argv))
-        with pytest.raises(ValueError, match="--dc-lambda must be a finite number >= 0"):
+        with pytest.raises(ValueError, match="--dc-lambda must be >= 0 and finite"):
             cfg.validate()
     toml = tmp_path / "c.toml"
     toml.write_text("algo = 'ps'\ndc-lambda = nan\n")
     cfg = config_from_args(parse_args(["--config", str(toml)]))
     assert np.isnan(load_toml(str(toml))["dc_lambda"])
-    with pytest.raises(ValueError, match="--dc-lambda must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="--dc-lambda must be >= 0 and finite"):
         cfg.validate()
     res = run_mpi(1, ["-m", "mpidml.train", "--algo", "ps", "--dc-lambda", "nan"], timeout=60)
-    assert res.returncode == 2 and "--dc-lambda must be a finite number >= 0, got nan" in res.stderr, res.output
+    assert res.returncode == 2 and "--dc-lambda must be >= 0 and finite, got nan" in res.stderr, res.output

@@ -176,7 +176,7 @@ class PSConfig:
         if self.servers < 1:
             raise ValueError(f"--servers must be >= 1, got {self.servers}")
         if not self.dc_lambda >= 0 or not math.isfinite(self.dc_lambda):
-            raise ValueError(f"--dc-lambda must be >= 0 (and finite), got {self.dc_lambda}")
+            raise ValueError(f"--dc-lambda must be >= 0 and finite, got {self.dc_lambda}")
 
 
 @register("ps", config=PSConfig)

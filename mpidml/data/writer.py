@@ -118,7 +118,8 @@ class DataSetWriter:
             if self.hasher is not None:
                 self.hasher.add(self.n, {"X/data": X.data[:nnz].astype(self.dtype, copy=False),
                                          "X/indices": X.indices[:nnz], "X/indptr": ends,
-                                         "rowptr": np.asarray(X.indptr, np.int64), "y": y.astype(self.y_dtype, copy=False)})
+                                         "rowptr": np.asarray(X.indptr, np.int64),
+                                         "y": y.astype(self.y_dtype, copy=False)})
             self.nnz += nnz
         else:
             X = np.asarray(X)
@@ -127,7 +128,8 @@ class DataSetWriter:
             self._X.resize((self.n + k, self.d))
             self._X[self.n:] = X.astype(self.dtype, copy=False)
             if self.hasher is not None:
-                self.hasher.add(self.n, {"X": X.astype(self.dtype, copy=False), "y": y.astype(self.y_dtype, copy=False)})
+                self.hasher.add(self.n, {"X": X.astype(self.dtype, copy=False),
+                                         "y": y.astype(self.y_dtype, copy=False)})
         self._y.resize((self.n + k,))
         self._y[self.n:] = y.astype(self.y_dtype, copy=False)
         self.n += k
