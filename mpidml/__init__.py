@@ -16,7 +16,18 @@ and the pieces for a user's own SPMD program::
     from mpidml import ring_allreduce, shard_rows, load_shard, LogReg, SGD
 """
 
+import sys as _sys
+
 __version__ = "0.1.0"
+
+
+def _running_the_cli(argv) -> bool:
+    return any(a == "-m" and b == "mpidml.train" for a, b in zip(argv, argv[1:]))
+
+
+if _running_the_cli(getattr(_sys, "orig_argv", ())):   # `python -m mpidml.train`: catch stop signals from now on
+    from .runtime.signals import install_early as _install_early
+    _install_early()
 
 __all__ = [
     "__version__",

@@ -11,6 +11,7 @@ across the whole run, not only inside the training loop.
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from mpidml.data.synth import make_binary_dense
 
-from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
+from mpirun import finish, kill_group, mpiexec_path, run, run_mpi, scaled, spawn
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,13 @@ def test_signals_after_the_last_step_end_the_run_normally(data, tmp_path):
     assert proc.returncode == 0, f"rc {proc.returncode}\n{out}\n{err}"
     assert "done: 1 epochs" in out
     assert os.listdir(ck) and records(metrics)[-1]["type"] == "summary"
+
+
+def test_signals_at_random_moments_end_in_0_or_3_and_resume_bit_for_bit(tmp_path):
+    """A small slice of bench/signal_soak.py (the committed soak runs 50 per rank count):
+    each run ends 0 or 3, and every exit-3 run resumes to the uninterrupted parameters."""
+    soak = str(pathlib.Path(__file__).resolve().parents[1] / "bench" / "signal_soak.py")
+    res = run([sys.executable, soak, "--runs", "6", "--procs", "2", "--seed", "7", "--out", str(tmp_path / "s.md")],
+              timeout=600)
+    assert res.returncode == 0, res.output
+    assert "Failures: 0" in (tmp_path / "s.md").read_text()

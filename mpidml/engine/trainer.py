@@ -102,11 +102,11 @@ class Trainer:
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> dict:
-        from ..runtime.signals import StopRequest
+        from ..runtime.signals import StopRequest, take_early
         from ..runtime.watchdog import Watchdog
 
         self.t_start = time.perf_counter()
-        self.stop = StopRequest()
+        self.stop = take_early() or StopRequest()
         self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size)
         self.watchdog.beat("start-up", -1, SLOW_PHASE_ALLOWANCE)
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["StopRequest", "EXIT_STOPPED", "STOP_SIGNALS"]
+__all__ = ["StopRequest", "EXIT_STOPPED", "STOP_SIGNALS", "install_early", "take_early"]
 
 EXIT_STOPPED = 3   # stopped by a signal after writing a checkpoint; resume with --resume
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -34,3 +34,26 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+_early: StopRequest | None = None
+
+
+def install_early() -> None:
+    """Install the stop handlers now, before the CLI imports anything heavy: a signal in
+    the first fraction of a second (imports, MPI start-up) then stops the run at its first
+    step, with a checkpoint, instead of killing the rank. Called by ``mpidml/__init__``
+    only when the process is ``python -m mpidml.train`` (a library import never changes
+    signal handlers). What remains is the interpreter's own start-up, ~30 ms, before any
+    Python code can run."""
+    global _early
+    if _early is None:
+        _early = StopRequest()
+
+
+def take_early() -> StopRequest | None:
+    """The early handlers (once), for the run to adopt, so no signal between the two is lost."""
+    global _early
+    got, _early = _early, None
+    return got
+
