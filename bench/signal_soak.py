@@ -56,6 +56,18 @@ def rank_pids(proc: subprocess.Popen, ck: str) -> list[int]:
     return [int(x) for x in out.stdout.split() if int(x) != proc.pid]
 
 
+def process_age(pid: int) -> float | None:
+    """Seconds since process ``pid`` started (Linux /proc), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def one_run(p: int, data: str, work: str, delay: float, kind: str, rng: random.Random, ref: str,
             timeout: float = 180) -> dict:
     ck, metrics = os.path.join(work, "ck"), os.path.join(work, "m.jsonl")
@@ -70,8 +82,10 @@ def one_run(p: int, data: str, work: str, delay: float, kind: str, rng: random.R
         pids = pids or rank_pids(proc, ck)
         time.sleep(0.02)
     sent = []
+    age = None
     if proc.poll() is None and pids:
         target = rng.choice(pids)
+        age = process_age(target)
         for i, name in enumerate(kind.split(",")):
             if i:
                 time.sleep(0.05)
@@ -87,7 +101,8 @@ def one_run(p: int, data: str, work: str, delay: float, kind: str, rng: random.R
         out, err = proc.communicate()
         return {"ok": False, "why": "hang", "rc": None, "sent": sent, "stderr": err[-500:]}
     rc = proc.returncode
-    result = {"rc": rc, "sent": sent, "delay": round(delay, 3), "kind": kind, "resumes": 0}
+    result = {"rc": rc, "sent": sent, "delay": round(delay, 3), "kind": kind, "resumes": 0,
+              "rank_age": None if age is None else round(age, 3)}
     if rc not in (0, 3):
         return {**result, "ok": False, "why": f"exit {rc}", "stderr": err[-800:]}
     while rc == 3:
@@ -122,7 +137,7 @@ def main(argv=None) -> int:
     rows, failures = [], []
     try:
         for p in [int(x) for x in args.procs.split(",")]:
-            ck, metrics = os.path.join(work, "ref"), os.path.join(work, "ref.jsonl")
+            ck, metrics = os.path.join(work, f"ref-p{p}"), os.path.join(work, f"ref-p{p}.jsonl")
             t0 = time.monotonic()
             subprocess.run(train_cmd(p, data, ck, metrics), env=env(), check=True, capture_output=True, timeout=300)
             wall = time.monotonic() - t0
@@ -134,7 +149,8 @@ def main(argv=None) -> int:
                 outcome = r["rc"] if r.get("resumes", 0) == 0 else f"3 -> {r['resumes']} resume(s)"
                 key = (kind if r.get("sent") else f"{kind} (not sent: run over)", outcome)
                 counts[key] = counts.get(key, 0) + 1
-                print(f"p={p} run {i + 1}/{args.runs}: {kind} at {r.get('delay', '?')} s -> "
+                print(f"p={p} run {i + 1}/{args.runs}: {kind} at {r.get('delay', '?')} s "
+                      f"(rank age {r.get('rank_age')} s) -> "
                       f"{'ok' if r['ok'] else 'FAIL ' + r['why']}", flush=True)
                 if not r["ok"]:
                     failures.append({"p": p, **r})
@@ -151,7 +167,8 @@ def main(argv=None) -> int:
         lines += [f"| {k} | exit {o} | {n} |" for (k, o), n in sorted(counts.items(), key=str)]
         lines.append("")
     lines.append(f"Failures: {len(failures)}" + ("" if not failures else ":"))
-    lines += [f"- p={f['p']} {f.get('kind')} at {f.get('delay')} s: {f['why']}" for f in failures]
+    lines += [f"- p={f['p']} {f.get('kind')} at {f.get('delay')} s (the signalled rank was "
+              f"{f.get('rank_age')} s old): {f['why']}" for f in failures]
     text = "\n".join(lines) + "\n"
     if args.out:
         with open(args.out, "w") as fh:
