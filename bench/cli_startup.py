@@ -35,7 +35,7 @@ def main() -> None:
     trees = [("before", args.before)] if args.before else []
     trees.append(("now", ROOT))
     times: dict = {}
-    for tree_name, tree in trees:
+    for _name, tree in trees:
         for case in CASES:
             wall(tree, case)                                   # warm the caches
     for _ in range(args.reps):

@@ -191,3 +191,4 @@ def test_user_model_and_algorithm_through_the_python_api(poisson):
         assert r["objective"] - poisson["optimum"] < 2e-3, (key, r["objective"], poisson["optimum"])
         assert np.allclose(r["params"], poisson["theta"], atol=0.05), key
     assert "'epoch'" in out["typo"] and "did you mean 'epochs'" in out["typo"]
+    assert "feature_parallel trains its own model" in out["own_model"]

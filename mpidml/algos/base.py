@@ -164,6 +164,9 @@ class Algorithm:
     #: every rank holds every row (column-block model parallelism): the same row order on
     #: every rank, and no per-rank row split
     rows_replicated = False
+    #: ``build_model`` ignores the configured model (feature_parallel's column blocks): a
+    #: user's model cannot be trained by it
+    builds_own_model = False
 
     # ---- what the engine asks the class before the run (no instance yet) -------------
     @classmethod

@@ -50,6 +50,7 @@ def __getattr__(name):
 @register("feature_parallel")
 class FeatureParallel(Algorithm):
     rows_replicated = True      # every rank holds every row (its columns of them)
+    builds_own_model = True     # the column-block logistic regression
     replicated = False          # the ranks hold different blocks; consensus() assembles them
     consensus_kind = "the model assembled from the column blocks"
 

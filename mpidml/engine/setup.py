@@ -48,9 +48,15 @@ def _check_config(t) -> None:
     cfg, comm = t.cfg, t.comm
 
     def check():
+        from ..algos import algorithm_class
+
         cfg.validate()
         if t.user_model is None:
             model_class(cfg.model)        # a user's package.module:ClassName must import
+        elif algorithm_class(cfg.algo).builds_own_model:
+            user = t.user_model
+            raise ValueError(f"--algo {cfg.algo} trains its own model; it cannot train a user model "
+                             f"({getattr(user, '__name__', type(user).__name__)})")
         return parse_fault(cfg.inject_fault)
 
     t.fault = fail_together(comm, "checking the configuration", check)

@@ -38,5 +38,9 @@ try:
     mpidml.fit(Poisson, data=path, epoch=3)
 except ValueError as exc:
     out["typo"] = str(exc)
+try:   # an algorithm that builds its own model refuses a user's model instead of ignoring it
+    mpidml.fit(Poisson, data=path, algo="feature_parallel", epochs=1, quiet=True)
+except Exception as exc:  # noqa: BLE001 (the collective error of every rank)
+    out["own_model"] = str(exc)
 if comm.Get_rank() == 0:
     print(json.dumps(out))
