@@ -107,7 +107,8 @@ class Trainer:
 
         self.t_start = time.perf_counter()
         self.stop = StopRequest()
-        self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size)
+        self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size, comm=self.comm,
+                                 liveness=self.cfg.liveness_timeout)
         self.watchdog.beat("start-up", -1, SLOW_PHASE_ALLOWANCE)
         try:
             from .setup import set_up
