@@ -273,11 +273,11 @@ class CheckpointConfig:
                                             "--momentum, --l2 and similar settings (listed in the metrics header "
                                             "as resume_changes); changes of --batch-size, --data, --seed, "
                                             "--partition or the model are always refused")
-    stall_timeout: float = knob(25.0, "abort the job when a rank makes no progress for this long, naming where "
+    stall_timeout: float = knob(20.0, "abort the job when a rank makes no progress for this long, naming where "
                                       "each rank was (0 = off); long phases (evaluation, loading) beat it too, "
                                       "and a rank waiting for a peer in an announced long phase waits longer",
                                 metavar="SEC")
-    liveness_timeout: float = knob(20.0, "abort the job when a rank's heartbeat (a thread, one small message a "
+    liveness_timeout: float = knob(15.0, "abort the job when a rank's heartbeat (a thread, one small message a "
                                          "second) has not arrived for this long, naming the rank and its last "
                                          "phase: a stopped (SIGSTOP) or vanished rank (0 = off)", metavar="SEC")
     debug_collectives: bool = knob(False, "before every collective, check on all ranks that they entered the same "
