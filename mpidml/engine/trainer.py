@@ -171,6 +171,7 @@ class Trainer:
         from .loop import EpochLoop
 
         cfg, log = self.cfg, self.log
+        self.mark("evaluate", self.start_step)    # ends the start-up allowance: evaluation beats per chunk
         with self.counters.uncounted():
             self.initial = self.evaluate()
         log.info(f"epoch {self.start_step // self.steps_per_epoch:>3}/{cfg.epochs}  "
@@ -253,6 +254,7 @@ class Trainer:
         self.mark("teardown", self.step, slow=True)
         self.timeline.write()
         if not self.history:   # resumed from a finished run: nothing left to do
+            self.mark("evaluate", self.step)
             with self.counters.uncounted():
                 ev = self.evaluate()
             self.history.append({"objective": ev.objective, "grad_norm": ev.grad_norm, self.metric_key: ev.metric})
