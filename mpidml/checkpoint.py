@@ -112,7 +112,8 @@ RESUME_RULES: dict[str, str] = {
     **dict.fromkeys(("algo", "optimizer", "hidden", "servers", "cache_dir", "metrics", "timeline",
                      "save_model", "config", "inject_fault", "quiet", "verbose", "progress",
                      "progress_every", "checkpoint_dir", "checkpoint_every", "checkpoint_keep", "resume",
-                     "overwrite_checkpoints", "resume_with_changes", "stall_timeout", "debug_collectives",
+                     "overwrite_checkpoints", "resume_with_changes", "stall_timeout", "liveness_timeout",
+                     "debug_collectives",
                      "threads", "metrics_every", "eval_every"), "ignored"),
 }
 

@@ -28,6 +28,11 @@ def train(cfg: TrainConfig, comm, model=None, hooks=()) -> dict:
 
 
 def main(argv=None) -> int:
+    from .runtime.signals import STOP_SIGNALS, StopRequest, take_early
+
+    # First, before the arguments are parsed and MPI starts: a stop signal from here on is a
+    # stop request (the run stops at its first step with a checkpoint, exit 3), not a kill.
+    stop = take_early() or StopRequest()     # (mpidml/__init__ installed them at import)
     cfg = config_from_args(parse_args(argv))
     from .runtime.errors import EXIT_USAGE, MpidmlError, install_abort_hook
 
@@ -36,7 +41,6 @@ def main(argv=None) -> int:
 
     from .doctor import check_world
     from .engine.trainer import Trainer
-    from .runtime.signals import STOP_SIGNALS
 
     try:
         check_world(MPI.COMM_WORLD)
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
     # one that arrives after the run has finished (during MPI_Finalize, say) cannot kill
     # it: exit 0. (Python resets its own handlers to the default at interpreter exit, but
     # leaves SIG_IGN alone.)
-    Trainer(cfg, comm, restore_signals=False).run()
+    Trainer(cfg, comm, restore_signals=False, stop=stop).run()
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     comm.Free()

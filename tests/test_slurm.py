@@ -195,6 +195,26 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm, data, tmp_path, j
     assert summary["steps"] == 3000 * header["steps_per_epoch"]   # the step count continued
 
 
+def test_early_sigterm_is_requeued(slurm, data, tmp_path, jobs):
+    # issue 25 item 5: scancel --signal=TERM 1.5 s after the start used to end FAILED, ExitCode=143
+    job = submit(jobs, [os.path.join(SLURM, "train-preemptible.sbatch"), "--data", data["train"],
+                  "--epochs", "50", "--batch-size", "256", "-q"], tmp_path)
+    out = tmp_path / f"mpidml-train-{job}.out"
+    deadline = time.monotonic() + scaled(120)
+    while state(job)[0] != "RUNNING":
+        assert time.monotonic() < deadline, state(job)
+        time.sleep(0.1)
+    time.sleep(1.5)
+    subprocess.run(["scancel", "--signal=TERM", "--full", job], check=True, timeout=scaled(30))
+    deadline = time.monotonic() + scaled(120)
+    while True:
+        st, info = state(job)
+        if st == "PENDING" and out.exists() and "requeueing job" in out.read_text():
+            break
+        assert st not in FINAL and time.monotonic() < deadline, (st, info, out.read_text() if out.exists() else "")
+        time.sleep(0.5)
+
+
 def test_bench_sbatch(slurm, tmp_path, jobs):
     job = submit(jobs, [os.path.join(SLURM, "bench.sbatch"), "allreduce", "-m", "4:64K", "-f", "64", "-i", "3",
                   "-x", "1", "-r", "1", "--impl", "auto,native,ring,hier"], tmp_path)

@@ -133,3 +133,26 @@ def test_signals_at_random_moments_end_in_0_or_3_and_resume_bit_for_bit(tmp_path
               timeout=600)
     assert res.returncode == 0, res.output
     assert "Failures: 0" in (tmp_path / "s.md").read_text()
+
+
+@pytest.mark.parametrize("sigs", [(signal.SIGTERM, signal.SIGTERM)])
+def test_signal_during_start_up_and_a_repeated_one_stop_with_a_checkpoint(data, tmp_path, sigs):
+    # issue 25 item 5: 1 s after the ranks exist (MPI start-up, imports, data load), before any step;
+    # a second SIGTERM 50 ms after the first. Before: rc 15 and no checkpoint; SIGHUP: rc -1, no message
+    ck, metrics = tmp_path / "ck", tmp_path / "m.jsonl"
+    proc = _start(data, ck, metrics, "--epochs", "200")
+    try:
+        deadline = time.monotonic() + scaled(30)
+        while len(_rank_pids(proc, ck)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.0)
+        pids = _rank_pids(proc, ck)
+        for sig in sigs:
+            os.kill(pids[-1], sig)
+            time.sleep(0.05)
+        out, err = finish(proc, 90, "the job after a start-up signal")
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 3, f"rc {proc.returncode}\n{out}\n{err}"
+    assert "stopped by a signal at step" in out and "Traceback" not in err, out + err
+    assert [f for f in os.listdir(ck) if f.startswith("ckpt-")]

@@ -274,9 +274,14 @@ class CheckpointConfig:
                                             "--momentum, --l2 and similar settings (listed in the metrics header "
                                             "as resume_changes); changes of --batch-size, --data, --seed, "
                                             "--partition or the model are always refused")
-    stall_timeout: float = knob(300.0, "abort the job when a rank makes no progress for this long, naming where "
-                                       "each rank was (0 = off); long phases (evaluation, loading) beat it too",
+    stall_timeout: float = knob(300.0, "abort the job when a live rank makes no progress for this long, naming "
+                                       "where each rank was (0 = off); long phases (evaluation, loading) beat it "
+                                       "too, and a rank waiting for a peer in an announced long phase waits "
+                                       "longer. A stopped or vanished rank is caught sooner: --liveness-timeout",
                                 metavar="SEC")
+    liveness_timeout: float = knob(15.0, "abort the job when a rank's heartbeat (a thread, one small message a "
+                                         "second) has not arrived for this long, naming the rank and its last "
+                                         "phase: a stopped (SIGSTOP) or vanished rank (0 = off)", metavar="SEC")
     debug_collectives: bool = knob(False, "before every collective, check on all ranks that they entered the same "
                                           "one (name, size, dtype, op, root) and fail naming the first mismatch "
                                           "and where each rank called from; costs one small allgather per "
@@ -299,6 +304,9 @@ class CheckpointConfig:
             raise ValueError("--resume-with-changes needs --resume")
         if not (self.stall_timeout >= 0):
             raise ValueError(f"--stall-timeout must be >= 0, got {self.stall_timeout}")
+        if not (self.liveness_timeout == 0 or self.liveness_timeout >= 2):
+            raise ValueError(f"--liveness-timeout must be 0 (off) or >= 2 seconds (heartbeats go once a second), "
+                             f"got {self.liveness_timeout}")
 
 
 @dataclass

@@ -342,6 +342,9 @@ def _announce(t) -> None:
         f"{algo.describe()}")
     log.always(f"start-up: data load {t.t_load:.2f} s, kernel compile/load {t.t_compile:.2f} s; "
                f"{t.threads.describe()}")
+    if t.watchdog.liveness_off and t.cfg.liveness_timeout:
+        log.always(f"note: peer liveness heartbeat off ({t.watchdog.liveness_off}): a stopped rank ends the job "
+                   f"only through --stall-timeout")
     if cfg.verbose:
         shard = t.shard
         ranks = comm.gather((shard.start, shard.start + shard.n, socket.gethostname(), t.t_load), root=0)

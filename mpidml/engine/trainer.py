@@ -45,9 +45,12 @@ class Trainer:
         model: a model instance or class following the ``mpidml.Model`` protocol, used
             instead of ``cfg.model`` (the Python API's bring-your-own-model path).
         hooks: more hooks (``engine.hooks.Hook``) called with the built-in ones.
-        restore_signals: put the previous SIGTERM/SIGUSR1/SIGINT handlers back at the
-            end (the CLI keeps its own until exit, so a late signal cannot kill a
+        restore_signals: put the previous SIGTERM/SIGUSR1/SIGINT/SIGHUP handlers back at
+            the end (the CLI keeps its own until exit, so a late signal cannot kill a
             finished run).
+        stop: a ``runtime.signals.StopRequest`` installed earlier (the CLI installs one
+            before MPI starts, so a signal during MPI start-up is not lost); None: the
+            run installs its own.
     """
 
     # The run's state, filled in by engine/setup.py (set_up) before the first epoch.
@@ -92,12 +95,13 @@ class Trainer:
     phase_time: np.ndarray
     stopped_by: int
 
-    def __init__(self, cfg: TrainConfig, comm, model=None, hooks=(), restore_signals: bool = True):
+    def __init__(self, cfg: TrainConfig, comm, model=None, hooks=(), restore_signals: bool = True, stop=None):
         self.cfg = dataclasses.replace(cfg)       # a private copy: the defaults filled in below stay ours
         self.comm = comm
         self.user_model = model
         self.extra_hooks = list(hooks)
         self.restore_signals = restore_signals
+        self._early_stop = stop
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
 
     # ---- the run ------------------------------------------------------------------------
@@ -106,8 +110,9 @@ class Trainer:
         from ..runtime.watchdog import Watchdog
 
         self.t_start = time.perf_counter()
-        self.stop = take_early() or StopRequest()
-        self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size)
+        self.stop = self._early_stop or take_early() or StopRequest()
+        self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size, comm=self.comm,
+                                 liveness=self.cfg.liveness_timeout)
         self.watchdog.beat("start-up", -1, SLOW_PHASE_ALLOWANCE)
         try:
             from .setup import set_up
@@ -170,6 +175,7 @@ class Trainer:
         from .loop import EpochLoop
 
         cfg, log = self.cfg, self.log
+        self.mark("evaluate", self.start_step)    # ends the start-up allowance: evaluation beats per chunk
         with self.counters.uncounted():
             self.initial = self.evaluate()
         log.info(f"epoch {self.start_step // self.steps_per_epoch:>3}/{cfg.epochs}  "
@@ -243,7 +249,9 @@ class Trainer:
         if self.ckpt is not None:
             self.ckpt.close()   # releases the checkpoint directory's lock
         if self.stopped_by:
-            log.always(f"stopped by a signal at step {self.step}; "
+            from ..runtime.signals import signal_name
+            got = signal_name(self.stop.requested) if self.stop.requested else "sent to another rank"
+            log.always(f"stopped by a signal at step {self.step} ({got}); "
                        + (f"checkpoint {final_ckpt}; continue with --resume" if final_ckpt
                           else "no --checkpoint-dir: nothing saved"))
             self.timeline.write()
@@ -252,6 +260,7 @@ class Trainer:
         self.mark("teardown", self.step, slow=True)
         self.timeline.write()
         if not self.history:   # resumed from a finished run: nothing left to do
+            self.mark("evaluate", self.step)
             with self.counters.uncounted():
                 ev = self.evaluate()
             self.history.append({"objective": ev.objective, "grad_norm": ev.grad_norm, self.metric_key: ev.metric})

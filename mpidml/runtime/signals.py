@@ -1,5 +1,6 @@
 """Stop requests from signals (SIGTERM, SIGUSR1: what Slurm sends before a time limit or
-preemption with ``--signal``; SIGINT, a Ctrl-C, is treated the same), agreed on by all ranks.
+preemption with ``--signal``; SIGINT, a Ctrl-C, and SIGHUP, a closed terminal or a hang-up
+sent by a scheduler, are treated the same), agreed on by all ranks.
 
 The handler only sets a flag. The training loop adds the flag to the step's fused
 allreduce buffer, so every rank learns at the same step that some rank was asked to
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["StopRequest", "EXIT_STOPPED", "STOP_SIGNALS", "install_early", "take_early"]
+__all__ = ["StopRequest", "EXIT_STOPPED", "STOP_SIGNALS", "install_early", "take_early", "signal_name"]
 
 EXIT_STOPPED = 3   # stopped by a signal after writing a checkpoint; resume with --resume
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP)
 
 
 class StopRequest:
@@ -57,3 +58,10 @@ def take_early() -> StopRequest | None:
     got, _early = _early, None
     return got
 
+
+def signal_name(signum: int) -> str:
+    """``15`` -> ``"SIGTERM"`` (the number if it is no known signal)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
