@@ -50,13 +50,15 @@ def main(argv=None) -> int:
             sys.stderr.write(f"mpidml: error: {exc}\n")
         return EXIT_USAGE
     comm = MPI.COMM_WORLD.Dup()  # own communicator: our tags never meet the user's
-    # The run's signal handlers stay until it returns; then the signals are ignored, so
-    # one that arrives after the run has finished (during MPI_Finalize, say) cannot kill
-    # it: exit 0. (Python resets its own handlers to the default at interpreter exit, but
-    # leaves SIG_IGN alone.)
-    Trainer(cfg, comm, restore_signals=False, stop=stop).run()
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    # The run's signal handlers stay until it ends; then the signals are ignored, so one
+    # that arrives after the run has finished or stopped (during MPI_Finalize, say) cannot
+    # kill it: exit 0 or 3 stands. (Python resets its own handlers to the default at
+    # interpreter exit, but leaves SIG_IGN alone.)
+    try:
+        Trainer(cfg, comm, restore_signals=False, stop=stop).run()
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
     comm.Free()
     return 0
 
