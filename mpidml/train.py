@@ -50,10 +50,14 @@ def main(argv=None) -> int:
     # one that arrives after the run has finished (during MPI_Finalize, say) cannot kill
     # it: exit 0. (Python resets its own handlers to the default at interpreter exit, but
     # leaves SIG_IGN alone.)
-    Trainer(cfg, comm, restore_signals=False).run()
+    trainer = Trainer(cfg, comm, restore_signals=False)
+    trainer.run()
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    comm.Free()
+    if trainer.comm is not comm:    # --on-failure shrink: a rank died; the shrunken one is the run's
+        trainer.comm.Free()
+    else:
+        comm.Free()                 # (a revoked communicator cannot be freed collectively)
     return 0
 
 
