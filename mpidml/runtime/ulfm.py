@@ -59,7 +59,7 @@ def ft_build() -> bool | None:
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
-        if line.startswith("option:ft_support:"):
+        if line.startswith("options:ft_support:"):
             return line.rsplit(":", 1)[1].strip() == "yes"
     return "FT MPI support: yes" in out or None
 
