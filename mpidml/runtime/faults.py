@@ -40,6 +40,7 @@ class _Fault:
     rank: int = 0
     step: int = 0
     seconds: float = 0.0
+    named: int = -1      # the rank the spec named, once the world has shrunk (renumber)
 
 
 class FaultPlan:
@@ -59,8 +60,8 @@ class FaultPlan:
         """The world shrank to the ranks ``alive`` (old numbers, in their new order):
         faults keep meaning the rank they named at the start; a dead rank's are dropped."""
         new = {old: i for i, old in enumerate(alive)}
-        self.faults = [dataclasses.replace(f, rank=new.get(f.rank, -2)) if f.rank >= 0 else f
-                       for f in self.faults]
+        self.faults = [dataclasses.replace(f, rank=new.get(f.rank, -2), named=f.named if f.named >= 0 else f.rank)
+                       if f.rank >= 0 else f for f in self.faults]
 
     def _due(self, kinds: tuple[str, ...], rank: int, step: int) -> list[_Fault]:
         """The faults of ``kinds`` on ``rank`` due at ``step`` (each fires once)."""
@@ -78,6 +79,7 @@ class FaultPlan:
                 time.sleep(f.seconds)
         for f in self._due(("raise", "sleep", "die"), rank, step):
             if f.kind == "die":
+                rank = f.named if f.named >= 0 else rank
                 os.write(2, f"mpidml: injected fault: rank {rank} (pid {os.getpid()}) kills itself at step "
                             f"{step}\n".encode())
                 os.kill(os.getpid(), signal.SIGKILL)
