@@ -164,6 +164,9 @@ class Algorithm:
     #: every rank holds every row (column-block model parallelism): the same row order on
     #: every rank, and no per-rank row split
     rows_replicated = False
+    #: ``--on-failure shrink`` can continue this algorithm on the survivors of a dead rank
+    #: (engine/recovery.py: replicated state, broadcast from a survivor)
+    survives_failures = False
 
     # ---- what the engine asks the class before the run (no instance yet) -------------
     @classmethod

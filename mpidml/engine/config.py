@@ -371,9 +371,10 @@ class TrainConfig(OutputConfig, CheckpointConfig, AlgoConfig, OptimConfig, Model
             raise ValueError(f"--compress works with --algo {' or '.join(takers)}, not {self.algo}")
         if self.hogwild_threads:
             self._check_hogwild(cls)
-        if self.on_failure == "shrink" and (self.algo != "sync" or self.compress != "none"):
-            raise ValueError("--on-failure shrink supports only --algo sync without --compress so far "
-                             "(issue 20); use --on-failure abort and --checkpoint-dir to resume")
+        if self.on_failure == "shrink" and (not cls.survives_failures or self.compress != "none"):
+            takers = [n for n in algorithm_names() if algorithm_class(n).survives_failures]
+            raise ValueError(f"--on-failure shrink supports only --algo {' or '.join(takers)} without --compress "
+                             f"so far (issue 20); use --on-failure abort and --checkpoint-dir to resume")
         cls.check_config(self)
 
     def _check_hogwild(self, cls) -> None:
