@@ -114,7 +114,7 @@ RESUME_RULES: dict[str, str] = {
                      "progress_every", "checkpoint_dir", "checkpoint_every", "checkpoint_keep", "resume",
                      "overwrite_checkpoints", "resume_with_changes", "stall_timeout", "liveness_timeout",
                      "debug_collectives",
-                     "threads", "metrics_every", "eval_every"), "ignored"),
+                     "threads", "metrics_every", "eval_every", "on_failure"), "ignored"),
 }
 
 

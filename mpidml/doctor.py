@@ -1,6 +1,7 @@
 """``python -m mpidml.doctor``: preflight of an MPI job (also run at the start of training).
 
-Prints the MPI library and version, world size, nodes and ranks per node, threads per
+Prints the MPI library and version, whether a run can survive a dead rank (failure
+mitigation: Open MPI with ULFM, ``--on-failure shrink``), world size, nodes and ranks per node, threads per
 rank, the launcher in use, and whether data paths are readable on every rank; and it
 refuses a world that is smaller than what the launcher started — the silent failure
 of ``srun --mpi=none`` (or a PMI mismatch), where each of N tasks runs alone in a
@@ -30,7 +31,7 @@ def expected_size(explicit: int | None = None) -> tuple[int | None, str]:
     """(expected world size or None, where that number comes from)."""
     if explicit:
         return explicit, "--expect-size"
-    for name in ("PMI_SIZE", "SLURM_STEP_NUM_TASKS"):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         value = os.environ.get(name)
         if value and value.isdigit():
             return int(value), name
@@ -48,7 +49,7 @@ def check_world(comm, expect: int | None = None) -> None:
         hint = ("the tasks were not connected into one MPI job: launch with "
                 "`srun --mpi=pmi2` (or `mpiexec -n N` inside the allocation), not `srun --mpi=none`"
                 if size == 1 else "the MPI library and the launcher disagree (is mpi4py built "
-                "against the MPI whose launcher you use?)" if source == "PMI_SIZE"
+                "against the MPI whose launcher you use?)" if source in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
                 else "check the -n of your launcher")
         raise MpidmlError(f"MPI world size is {size} but {source} says {want}: {hint}")
 
@@ -66,6 +67,8 @@ def _launcher() -> str:
     env = os.environ
     if env.get("PMI_HOSTNAME"):   # hydra sets it for every rank it starts
         return "mpiexec (hydra)" + (f" inside Slurm job {env['SLURM_JOB_ID']}" if env.get("SLURM_JOB_ID") else "")
+    if env.get("OMPI_COMM_WORLD_SIZE"):   # Open MPI's mpiexec (PRRTE) sets it for every rank
+        return "mpiexec (Open MPI)" + (f" inside Slurm job {env['SLURM_JOB_ID']}" if env.get("SLURM_JOB_ID") else "")
     if env.get("PMI_SIZE") and env.get("SLURM_MPI_TYPE"):
         return f"srun --mpi={env['SLURM_MPI_TYPE']} (Slurm job {env.get('SLURM_JOB_ID', '?')})"
     if env.get("SLURM_STEP_NUM_TASKS"):
@@ -78,6 +81,8 @@ def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> d
     unreadable path (after every rank has checked, so all ranks raise together)."""
     import mpi4py
     from mpi4py import MPI
+
+    from .runtime.ulfm import failure_mitigation, ft_build
 
     check_world(comm, expect)
     size = comm.Get_size()
@@ -96,6 +101,7 @@ def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> d
         "threads": _threads(per_node),
         "launcher": _launcher(),
         "paths": {p: all(ok) for p, ok in readable.items()},
+        "failure_mitigation": _mitigation(failure_mitigation(), ft_build() if comm.Get_rank() == 0 else None),
     }
     bad = {p: [r for r, ok in enumerate(oks) if not ok] for p, oks in readable.items()}
     bad = {p: rs for p, rs in bad.items() if rs}
@@ -104,6 +110,14 @@ def preflight(comm, expect: int | None = None, paths: tuple[str, ...] = ()) -> d
                  f"(host {', '.join(sorted({hosts[r] for r in rs}))})" for p, rs in bad.items()]
         raise MpidmlError("data path check failed:\n  " + "\n  ".join(lines))
     return report
+
+
+def _mitigation(ft, build: bool | None) -> str:
+    """One line: can a run survive a dead rank (--on-failure shrink), and why (not)."""
+    if ft.available:
+        return f"available: {ft.reason}; --on-failure shrink works"
+    extra = " (this Open MPI build has ULFM: ompi_info says FT MPI support: yes)" if build else ""
+    return f"not available: {ft.reason}{extra}; a dead rank ends the job (--on-failure abort)"
 
 
 def format_report(r: dict) -> str:
@@ -115,6 +129,7 @@ def format_report(r: dict) -> str:
         f"  nodes           {len(r['hosts'])}: {', '.join(r['hosts'])}; ranks per node {r['ranks_per_node']}",
         f"  threads/rank    {r['threads']}",
         f"  launcher        {r['launcher']}",
+        f"  dead rank       {r['failure_mitigation']}",
     ]
     lines += [f"  data            {p}: readable on every rank" for p in r["paths"]]
     lines.append("  status          OK")

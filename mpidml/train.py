@@ -54,12 +54,16 @@ def main(argv=None) -> int:
     # that arrives after the run has finished or stopped (during MPI_Finalize, say) cannot
     # kill it: exit 0 or 3 stands. (Python resets its own handlers to the default at
     # interpreter exit, but leaves SIG_IGN alone.)
+    trainer = Trainer(cfg, comm, restore_signals=False, stop=stop)
     try:
-        Trainer(cfg, comm, restore_signals=False, stop=stop).run()
+        trainer.run()
     finally:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-    comm.Free()
+    if trainer.comm is not comm:    # --on-failure shrink: a rank died; the shrunken one is the run's
+        trainer.comm.Free()
+    else:
+        comm.Free()                 # (a revoked communicator cannot be freed collectively)
     return 0
 
 

@@ -167,6 +167,9 @@ class Algorithm:
     #: ``build_model`` ignores the configured model (feature_parallel's column blocks): a
     #: user's model cannot be trained by it
     builds_own_model = False
+    #: ``--on-failure shrink`` can continue this algorithm on the survivors of a dead rank
+    #: (engine/recovery.py: replicated state, broadcast from a survivor)
+    survives_failures = False
 
     # ---- what the engine asks the class before the run (no instance yet) -------------
     @classmethod

@@ -40,6 +40,7 @@ __all__ = ["Sync"]
 @register("sync")
 class Sync(Algorithm):
     accepts_compression = True
+    survives_failures = True
 
     def __init__(self, ctx):
         super().__init__(ctx)

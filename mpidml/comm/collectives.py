@@ -110,13 +110,31 @@ class Collectives:
         "avg"; ``impl`` None uses the instance's (``auto`` unless forced). Every rank passes
         the same length, dtype, op and impl and gets back the same bits. ``buf`` may be
         any buffer-protocol array; out of place it is only read, so it may be read-only
-        (in place, a read-only ``buf`` raises ``ValueError`` naming ``out=``)."""
+        (in place, a read-only ``buf`` raises ``ValueError`` naming ``out=``).
+
+        A dead peer (Open MPI with ULFM) raises ``runtime.ulfm.RankFailure`` on every
+        survivor instead of MPI's error (``--on-failure shrink`` recovers from it)."""
+        try:
+            return self._allreduce(buf, op, impl, out)
+        except Exception as exc:
+            failure = self._failure(exc, "allreduce")
+            if failure is None:
+                raise
+            raise failure from exc
+
+    def _failure(self, exc: Exception, where: str):
+        """The ``RankFailure`` that ``exc`` means (a peer died: ULFM's error classes), or None."""
+        from ..runtime.ulfm import failure_error
+
+        return failure_error(self.comm, exc, where)
+
+    def _allreduce(self, buf, op, impl, out):
         impl = self.impl if impl is None else impl
         buf, out = allreduce_buffers(buf, out)
         dbg = self.debug
         if dbg.on and _debug.outermost():
             with dbg.checked(self.comm, "allreduce", buf, op=op, impl=impl):
-                return self.allreduce(buf, op, impl=impl, out=out)
+                return self._allreduce(buf, op, impl, out)
         if op != "sum" and op != "avg":
             raise ValueError(f"op must be 'sum' or 'avg', got {op!r}")
         if impl == "auto":
@@ -151,11 +169,21 @@ class Collectives:
 
     # ---- broadcast, compressed allgather ------------------------------------------------
     def bcast(self, buf: np.ndarray, root: int = 0, *, impl: str = "native") -> np.ndarray:
-        """Broadcast ``buf`` from ``root`` with one of ``BCAST_IMPLS`` (in place)."""
+        """Broadcast ``buf`` from ``root`` with one of ``BCAST_IMPLS`` (in place); a dead
+        peer raises ``RankFailure`` (see ``allreduce``)."""
+        try:
+            return self._bcast(buf, root, impl)
+        except Exception as exc:
+            failure = self._failure(exc, "bcast")
+            if failure is None:
+                raise
+            raise failure from exc
+
+    def _bcast(self, buf: np.ndarray, root: int, impl: str) -> np.ndarray:
         dbg = self.debug
         if dbg.on and _debug.outermost():
             with dbg.checked(self.comm, "bcast", buf, root=root, impl=impl):
-                return self.bcast(buf, root, impl=impl)
+                return self._bcast(buf, root, impl)
         from .bcast import chain_bcast, shm_bcast, tree_bcast
 
         comm, ctr = self.comm, self.counters

@@ -290,7 +290,13 @@ class CheckpointConfig:
                                           "nan:RANK:STEP (NaN gradient), sleep:RANK:STEP:SEC (straggler/stall), "
                                           "slow:RANK:SEC (sleep every step), slow-eval:RANK:SEC (sleep in every "
                                           "evaluation pass), ckpt-crash:K (rank 0 dies while writing its K-th "
-                                          "checkpoint)", metavar="SPEC", kind=(str, type(None)))
+                                          "checkpoint), die:RANK:STEP (the rank kills itself with "
+                                          "SIGKILL)", metavar="SPEC", kind=(str, type(None)))
+    on_failure: str = knob("abort", "when a rank dies: abort (the job ends, naming the rank; resume from a "
+                                    "checkpoint) or shrink (the survivors drop it and train on: needs Open MPI "
+                                    "with ULFM, `mpiexec --with-ft ulfm`; --algo sync without --compress for "
+                                    "now; the dead rank's rows are lost for the rest of the run)",
+                           choices=("abort", "shrink"))
 
     def validate(self) -> None:
         if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
@@ -373,6 +379,10 @@ class TrainConfig(OutputConfig, CheckpointConfig, AlgoConfig, OptimConfig, Model
             raise ValueError(f"--compress works with --algo {' or '.join(takers)}, not {self.algo}")
         if self.hogwild_threads:
             self._check_hogwild(cls)
+        if self.on_failure == "shrink" and (not cls.survives_failures or self.compress != "none"):
+            takers = [n for n in algorithm_names() if algorithm_class(n).survives_failures]
+            raise ValueError(f"--on-failure shrink supports only --algo {' or '.join(takers)} without --compress "
+                             f"so far (issue 20); use --on-failure abort and --checkpoint-dir to resume")
         cls.check_config(self)
 
     def _check_hogwild(self, cls) -> None:

@@ -95,7 +95,21 @@ class EpochLoop:
         return stopped_by, bool(stopped_by)
 
     def _step(self, pieces):
-        """Compute this rank's gradient sums on ``pieces`` and hand them to the algorithm."""
+        """Compute this rank's gradient sums on ``pieces`` and hand them to the algorithm.
+        With ``--on-failure shrink`` a dead peer is survived (``engine.recovery``): the
+        step is taken again on the survivors, or counted if one of them had finished it."""
+        from ..runtime.ulfm import RankFailure
+
+        while True:
+            try:
+                return self._step_once(pieces)
+            except RankFailure as exc:
+                if self.t.recovery is None:
+                    raise
+                if self.t.recovery.recover(exc):
+                    return None
+
+    def _step_once(self, pieces):
         t = self.t
         t_compute = time.perf_counter()
         t.mark("compute", t.step)

@@ -42,7 +42,7 @@ def set_up(t) -> None:
 def _check_config(t) -> None:
     from ..comm.collectives import Collectives
     from ..data.cache import ensure_default_dataset
-    from ..runtime.errors import fail_together
+    from ..runtime.errors import MpidmlError, fail_together
     from ..runtime.faults import parse_fault
 
     cfg, comm = t.cfg, t.comm
@@ -57,6 +57,12 @@ def _check_config(t) -> None:
             user = t.user_model
             raise ValueError(f"--algo {cfg.algo} trains its own model; it cannot train a user model "
                              f"({getattr(user, '__name__', type(user).__name__)})")
+        if cfg.on_failure == "shrink":
+            from ..runtime.ulfm import failure_mitigation
+            ft = failure_mitigation()
+            if not ft.available:
+                raise MpidmlError(f"--on-failure shrink needs an MPI that survives a dead rank; "
+                                  f"{ft.library}: {ft.reason}")
         return parse_fault(cfg.inject_fault)
 
     t.fault = fail_together(comm, "checking the configuration", check)
@@ -65,13 +71,22 @@ def _check_config(t) -> None:
         from ..checkpoint import lock_directory
         t.ckpt_lock = lock_directory(comm, cfg.checkpoint_dir)
     # ONE Collectives for the run: its counters, its debug mode, the measured allreduce policy
-    t.coll = Collectives(comm, debug=True if cfg.debug_collectives else None)
+    t.coll = Collectives(comm, debug=True if cfg.debug_collectives else None, impl=_run_impl(cfg))
     t.counters = t.coll.counters
+    if cfg.on_failure == "shrink":
+        from .recovery import Recovery
+        t.recovery = Recovery(t)
     if cfg.data is None:
         t.mark("start-up: generating the default data set", -1, slow=True)
         cfg.data, cfg.test = ensure_default_dataset(comm, cfg.cache_dir, log=RunLog(t.rank, False, None).always)
     _check_outputs(t)
     t.log = fail_together(comm, "opening the metrics file", RunLog, t.rank, cfg.quiet, cfg.metrics)
+
+
+def _run_impl(cfg) -> str | None:
+    """The run's allreduce algorithm: --on-failure shrink takes MPI's own (the first
+    increment of issue 20: mpidml's ring / shm loops do not yet notice a dead peer)."""
+    return "native" if cfg.on_failure == "shrink" else None
 
 
 def _check_outputs(t) -> None:

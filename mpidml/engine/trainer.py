@@ -87,6 +87,7 @@ class Trainer:
     t_compile: float
     threads: Any
     threads_applied: dict
+    recovery: Any = None        # engine.recovery.Recovery with --on-failure shrink
     # ... and the loop's
     step: int
     lr: float
@@ -282,6 +283,8 @@ class Trainer:
             "params_identical": len(set(digests)) == 1, "params_digest": digests[0],
             "checkpoint": final_ckpt, "resumed_from_step": self.start_step,
         }
+        if self.recovery is not None:
+            summary.update(self.recovery.report())
         extra = self.algo.report()
         if extra:
             summary.update(extra)
@@ -317,5 +320,7 @@ class Trainer:
             f"{summary['objective']:.6f}" + (f", {key.replace('_', ' ')} {acc:.4f}" if acc is not None else "")
             + f"; {summary['bytes_communicated'] / 1e6:.1f} MB sent+received per rank; "
             + (f"replicas identical: {'yes' if summary['params_identical'] else 'NO'}" if self.algo.replicated else
-               f"evaluated {self.algo.consensus_kind}"))
+               f"evaluated {self.algo.consensus_kind}")
+            + (f"; survived {summary['failures_survived']} failure(s): {summary['initial_world_size']} -> "
+               f"{self.size} rank(s)" if "failures_survived" in summary else ""))
 

@@ -6,6 +6,8 @@
     slow:R:SEC        rank R sleeps SEC seconds at every step (a persistent straggler)
     slow-eval:R:SEC   rank R sleeps SEC seconds in every chunk of every evaluation pass (a
                       long, healthy evaluation: the watchdog must not fire); R may be ``*``
+    die:R:S           rank R kills itself (SIGKILL, no clean-up) at the start of step S: a dead
+                      rank, for --on-failure shrink|abort
     ckpt-crash:K      rank 0 dies (os._exit) in the middle of writing its K-th checkpoint,
                       after the data is written and before the rename
 
@@ -17,7 +19,9 @@ step when the centre ends an epoch, so a slow worker may never take step S itsel
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -36,6 +40,7 @@ class _Fault:
     rank: int = 0
     step: int = 0
     seconds: float = 0.0
+    named: int = -1      # the rank the spec named, once the world has shrunk (renumber)
 
 
 class FaultPlan:
@@ -51,6 +56,13 @@ class FaultPlan:
         self._fired.update(i for i, f in enumerate(self.faults)
                            if f.kind in _STEP_KEYED and f.step < step)
 
+    def renumber(self, alive: list[int]) -> None:
+        """The world shrank to the ranks ``alive`` (old numbers, in their new order):
+        faults keep meaning the rank they named at the start; a dead rank's are dropped."""
+        new = {old: i for i, old in enumerate(alive)}
+        self.faults = [dataclasses.replace(f, rank=new.get(f.rank, -2), named=f.named if f.named >= 0 else f.rank)
+                       if f.rank >= 0 else f for f in self.faults]
+
     def _due(self, kinds: tuple[str, ...], rank: int, step: int) -> list[_Fault]:
         """The faults of ``kinds`` on ``rank`` due at ``step`` (each fires once)."""
         due = []
@@ -65,7 +77,12 @@ class FaultPlan:
         for f in self.faults:
             if f.kind == "slow" and f.rank == rank:
                 time.sleep(f.seconds)
-        for f in self._due(("raise", "sleep"), rank, step):
+        for f in self._due(("raise", "sleep", "die"), rank, step):
+            if f.kind == "die":
+                rank = f.named if f.named >= 0 else rank
+                os.write(2, f"mpidml: injected fault: rank {rank} (pid {os.getpid()}) kills itself at step "
+                            f"{step}\n".encode())
+                os.kill(os.getpid(), signal.SIGKILL)
             if f.kind == "raise":
                 raise InjectedFault(f"injected fault at step {step} on rank {rank}")
             time.sleep(f.seconds)
@@ -91,8 +108,8 @@ class FaultPlan:
         return None
 
 
-_STEP_KEYED = ("raise", "nan", "sleep")
-_ARITY = {"raise": 2, "nan": 2, "sleep": 3, "slow": 2, "slow-eval": 2, "ckpt-crash": 1}
+_STEP_KEYED = ("raise", "nan", "sleep", "die")
+_ARITY = {"raise": 2, "die": 2, "nan": 2, "sleep": 3, "slow": 2, "slow-eval": 2, "ckpt-crash": 1}
 
 
 def parse_fault(spec: str | None) -> FaultPlan | None:
@@ -103,7 +120,7 @@ def parse_fault(spec: str | None) -> FaultPlan | None:
     for item in spec.split(","):
         kind, *args = item.strip().split(":")
         if kind not in _ARITY or len(args) != _ARITY[kind]:
-            raise ValueError(f"--inject-fault: bad item {item!r}; expected raise:RANK:STEP, "
+            raise ValueError(f"--inject-fault: bad item {item!r}; expected raise:RANK:STEP, die:RANK:STEP, "
                              f"nan:RANK:STEP, sleep:RANK:STEP:SECONDS, slow:RANK:SECONDS, "
                              f"slow-eval:RANK|*:SECONDS or ckpt-crash:K")
         try:
