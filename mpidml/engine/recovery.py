@@ -99,7 +99,11 @@ class Recovery:
         algo.control.take()              # the failed step's loss and count are noted again
         _prepare_evaluation(t)
         t.log.rank = t.rank              # the lowest survivor speaks (metrics stay with the old rank 0)
-        t.watchdog.rank, t.watchdog.size = t.rank, t.size
+        # the watchdog's heartbeats ran on a duplicate of the old communicator, with the dead
+        # rank in it: a new watchdog on the survivors' communicator (its Idup is collective)
+        from ..runtime.watchdog import Watchdog
+        t.watchdog.stop()
+        t.watchdog = Watchdog(t.cfg.stall_timeout, t.rank, t.size, comm=new, liveness=t.cfg.liveness_timeout)
         for holder in (t.ckpt, getattr(t, "timeline", None)):
             if holder is not None and hasattr(holder, "comm"):
                 holder.comm = new
