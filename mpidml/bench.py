@@ -154,6 +154,10 @@ class _Case:
         c, o, r = self.counts, self.offsets, self.rank
         mine = slice(o[r], o[r] + c[r])
         if self.collective == "allreduce":
+            if impl == "native":   # plain MPI, called directly: no mpidml code in the timed call
+                if self.inplace:
+                    return lambda: comm.Allreduce(MPI.IN_PLACE, out)
+                return lambda: comm.Allreduce(send, out)
             if self.inplace:
                 buf = self.target(impl)
                 return lambda: select.allreduce(comm, buf, impl=impl)
@@ -177,6 +181,13 @@ class _Case:
                 ring_allgather(comm, out)
             return ag
         if self.collective == "bcast":
+            if impl == "native":
+                def bc_native():
+                    if r == 0:
+                        out[:] = send
+                    comm.Bcast(out, root=0)
+                return bc_native
+
             def bc():
                 if r == 0:
                     out[:] = send
@@ -242,52 +253,95 @@ def _time_checked(comm, case, impl: str, fn, iters: int, warmup: int, corrupt=No
     return comm.allreduce(busy / iters, op=MPI.MAX), comm.allreduce(wrong, op=MPI.SUM)
 
 
+#: (sendbuf, inplace) configurations of an allreduce run; the first is what training does
+#: (``coll.allreduce(buf)`` on the algorithm's own private numpy buffer, in place).
+TRAINING_CONFIG = ("private", True)
+_WINDOW_IMPLS = ("auto", "shm", "hier")
+
+
+def configurations(sendbuf: str, place: str) -> list[tuple[str, bool]]:
+    """``--sendbuf private|window|both`` × ``--place in|out|both`` → [(sendbuf, inplace)],
+    private before window, in place before out of place."""
+    bufs = ("private", "window") if sendbuf == "both" else (sendbuf,)
+    places = (True, False) if place == "both" else (place == "in",)
+    return [(b, ip) for b in bufs for ip in places]
+
+
+def config_label(sendbuf: str, inplace: bool) -> str:
+    return f"{'priv' if sendbuf == 'private' else 'win'}/{'in' if inplace else 'out'}"
+
+
 def run_bench(comm, collective: str, sizes: list[int], impls: list[str], dtype, iters: int,
-              warmup: int, reps: int, membound: bool, log, sendbuf: str = "private",
-              inplace: bool = False, corrupt: dict | None = None) -> list[dict]:
-    """Time and check every (size, impl); one record each (and a membound row).
-    ``corrupt``: {(impl, rep): {call, ...}} timed calls whose result this rank damages
-    before the check (``MPIDML_BENCH_CORRUPT``, for tests)."""
+              warmup: int, reps: int, membound: bool, log, configs=(TRAINING_CONFIG,),
+              corrupt: dict | None = None) -> list[dict]:
+    """Time and check every (size, configuration, impl); one record each, plus one
+    membound row per size. ``configs``: [(sendbuf, inplace)] (allreduce only; the other
+    collectives have one). In a window configuration only the implementations that can
+    use the window (auto, shm, hier) run, with native in the same place mode; ring and
+    rd would repeat their private rows. Every repetition times every (configuration,
+    impl) once, interleaved. ``vs_native`` compares with native in the same place mode,
+    measured in the same configuration's repetitions. ``corrupt``: {(impl, rep): {call,
+    ...}} timed calls whose result this rank damages before the check
+    (``MPIDML_BENCH_CORRUPT``, for tests; applied in every configuration)."""
     from .comm import select
 
     p = comm.Get_size()
     corrupt = corrupt or {}
     item = np.dtype(dtype).itemsize
+    if collective != "allreduce":
+        configs = [("private", False)]
     records = []
     for nbytes in sizes:
         count = max(nbytes // item, 1 if nbytes else 0)
-        case = _Case(comm, collective, count, dtype, sendbuf, inplace)
-        n_iter = _iterations(nbytes, iters)
-        fns = {impl: case.run(impl) for impl in impls}
-        if membound and collective in ("allreduce", "reduce_scatter") and p > 1:
-            fns["membound"] = case.membound()
-        times = {k: [] for k in fns}
-        wrong = dict.fromkeys(impls, 0)
-        for rep in range(reps):
-            for impl, fn in fns.items():   # interleaved: each rep times every impl once
-                if impl == "membound":
-                    times[impl].append(_time(comm, fn, n_iter, warmup))
+        cases, fns = {}, {}
+        for sendbuf, inplace in configs:
+            case = _Case(comm, collective, count, dtype, sendbuf, inplace)
+            label = config_label(sendbuf, case.inplace) if collective == "allreduce" else "priv"
+            cases[label] = case
+            for impl in impls:
+                if sendbuf == "window" and impl not in _WINDOW_IMPLS + ("native",):
                     continue
+                fns[(label, impl)] = case.run(impl)
+        first = next(iter(cases.values()))
+        if membound and collective in ("allreduce", "reduce_scatter") and p > 1:
+            fns[("-", "membound")] = first.membound()
+        times = {k: [] for k in fns}
+        wrong = dict.fromkeys(fns, 0)
+        checked = dict.fromkeys(fns, 0)
+        for rep in range(reps):
+            for key, fn in fns.items():   # interleaved: each rep times every (config, impl) once
+                label, impl = key
+                if impl == "membound":
+                    times[key].append(_time(comm, fn, _iterations(nbytes, iters), warmup))
+                    continue
+                case = cases[label]
                 case.prepare(impl)
+                n_iter = _iterations(nbytes, iters)
                 t, bad = _time_checked(comm, case, impl, fn, n_iter, warmup, corrupt.get((impl, rep)))
-                times[impl].append(t)
-                wrong[impl] += bad
-        native = float(np.median(times["native"])) if "native" in times else None
-        mem = float(np.median(times["membound"])) if "membound" in times else None
-        for impl, ts in times.items():
+                times[key].append(t)
+                wrong[key] += bad
+                checked[key] += n_iter
+        mem = float(np.median(times[("-", "membound")])) if ("-", "membound") in times else None
+        for (label, impl), ts in times.items():
+            case = cases.get(label, first)
+            native_ts = times.get((label, "native"))
+            native = float(np.median(native_ts)) if native_ts else None
             t = float(np.median(ts))
             algbw = count * item / t / 1e9 if t > 0 else 0.0
+            is_mem = impl == "membound"
             rec = {"collective": collective, "size": count * item, "count": count,
                    "type": np.dtype(dtype).name, "impl": impl, "p": p,
-                   "sendbuf": "window" if case.uses_window(impl) else "private",
-                   "inplace": case.inplace,
+                   "config": label,
+                   "sendbuf": "-" if is_mem else ("window" if case.uses_window(impl) else "private"),
+                   "inplace": None if is_mem else case.inplace,
                    "algo": (select.choose(comm, count * item) if impl == "auto" and collective == "allreduce"
                             else impl),
                    "time_us": t * 1e6, "min_us": min(ts) * 1e6, "max_us": max(ts) * 1e6,
                    "algbw_GBps": algbw, "busbw_GBps": algbw * bus_factor(collective, p),
-                   "wrong": wrong.get(impl, 0), "iters": n_iter, "reps": reps,
-                   "vs_native": (native / t) if native and impl != "native" else None,
-                   "pct_membound": (100 * mem / t) if mem and impl != "membound" else None}
+                   "wrong": wrong[(label, impl)], "checked_calls": checked[(label, impl)],
+                   "iters": _iterations(nbytes, iters), "reps": reps,
+                   "vs_native": (native / t) if native and impl not in ("native", "membound") else None,
+                   "pct_membound": (100 * mem / t) if mem and not is_mem else None}
             records.append(rec)
             log(rec)
     return records
@@ -335,17 +389,19 @@ def run_overlap(comm, nbytes: int, impl: str, reps: int, log) -> dict:
 
 
 def fit_cost_model(records: list[dict]) -> dict:
-    """Least-squares t = a + b·bytes per implementation (relative error weighted)."""
+    """Least-squares t = a + b·bytes per implementation (relative error weighted), over the
+    records of the first configuration it ran in."""
     out = {}
     for impl in sorted({r["impl"] for r in records}):
-        rs = [r for r in records if r["impl"] == impl and r["size"] > 0]
+        config = next(r["config"] for r in records if r["impl"] == impl)   # the first configuration run
+        rs = [r for r in records if r["impl"] == impl and r["config"] == config and r["size"] > 0]
         if len(rs) < 3:
             continue
         n = np.array([r["size"] for r in rs], float)
         t = np.array([r["time_us"] for r in rs], float) * 1e-6
         A = np.stack([np.ones_like(n), n], axis=1) / t[:, None]
         (a, b), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
-        out[impl] = {"a_s": float(a), "b_s_per_byte": float(b), "p": rs[0]["p"]}
+        out[impl] = {"a_s": float(a), "b_s_per_byte": float(b), "p": rs[0]["p"], "config": config}
     return out
 
 
@@ -365,26 +421,50 @@ def project(model: dict, impl: str, P: int, nbytes: int) -> float | None:
     return None
 
 
-def _header(collective, p, nodes, dtype, reps, warmup, impls, sendbuf, inplace) -> str:
-    where = ("buffers of auto/shm/hier live in the shared window (fusion-buffer mode)"
-             if sendbuf == "window" else "all buffers are private numpy arrays")
-    mode = ("IN-PLACE, op sum (input refilled before every call, untimed)" if inplace
-            else "out-of-place, op sum (output zeroed before every call, untimed)")
-    mode += "; every timed call's result checked"
+def _header(collective, p, nodes, dtype, reps, warmup, impls, configs) -> str:
+    if collective == "allreduce":
+        modes = "; ".join(f"{config_label(b, ip)} = {'shared-window' if b == 'window' else 'private'} buffer, "
+                          f"{'in place' if ip else 'out of place'}" for b, ip in configs)
+        train = ("" if TRAINING_CONFIG in configs else
+                 " (NOT measured here: priv/in, what training does)")
+        where = (f"configurations {modes}{train}. native = comm.Allreduce(MPI.IN_PLACE, buf) / "
+                 f"comm.Allreduce(send, recv) called directly (no mpidml code), always on private buffers, "
+                 f"in the same place mode as the row; in win/* rows only auto/shm/hier use the window")
+    else:
+        where = "private buffers; native = the plain mpi4py call"
     return (f"# mpidml.bench {collective}: {p} rank(s) on {nodes} node(s), dtype {np.dtype(dtype).name}, "
-            f"{mode}; {where}\n"
+            f"op sum on every side (no avg: no implementation scales); {where}\n"
+            f"# before every timed call its result buffer is reset (out of place: zeroed; in place: refilled "
+            f"with the input), after it compared element by element, both untimed\n"
             f"# impls {','.join(impls)}; time = median of {reps} interleaved repetitions of the slowest "
-            f"rank's mean per call (min/max over repetitions); {warmup} warm-up calls\n"
-            f"# {'size(B)':>10} {'count':>10} {'type':>7} {'impl':>8} {'algo':>6} {'time(us)':>10} "
+            f"rank's mean per call (min/max over repetitions); {warmup} warm-up calls; xnative = native "
+            f"time in the same configuration / this time; %mem = membound / this time\n"
+            f"# membound: every rank at once does a += b over n/p elements (reads 2n/p, writes n/p) and "
+            f"copies n(p-1)/p (reads and writes n(p-1)/p): the least traffic of a reduce-scatter + "
+            f"allgather; numpy, same run\n"
+            f"# {'size(B)':>10} {'count':>10} {'type':>7} {'config':>8} {'impl':>8} {'algo':>6} {'time(us)':>10} "
             f"{'min(us)':>9} {'max(us)':>9} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'xnative':>7} {'%mem':>5}")
 
 
 def _row(r: dict) -> str:
     vs = f"{r['vs_native']:.2f}" if r["vs_native"] else "-"
     pm = f"{r['pct_membound']:.0f}" if r["pct_membound"] else "-"
-    return (f"  {r['size']:>10} {r['count']:>10} {r['type']:>7} {r['impl']:>8} {r['algo']:>6} "
+    wrong = "-" if r["impl"] == "membound" else r["wrong"]
+    return (f"  {r['size']:>10} {r['count']:>10} {r['type']:>7} {r['config']:>8} {r['impl']:>8} {r['algo']:>6} "
             f"{r['time_us']:>10.1f} {r['min_us']:>9.1f} {r['max_us']:>9.1f} {r['algbw_GBps']:>7.2f} "
-            f"{r['busbw_GBps']:>7.2f} {r['wrong']:>6} {vs:>7} {pm:>5}")
+            f"{r['busbw_GBps']:>7.2f} {wrong:>6} {vs:>7} {pm:>5}")
+
+
+def parse_table(text: str) -> list[dict]:
+    """The rows of a bench table (stdout) as dicts keyed by the header's column names."""
+    names = None
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("# ") and "size(B)" in line:
+            names = line[1:].split()
+        elif names and line.strip() and not line.startswith("#"):
+            rows.append(dict(zip(names, line.split())))
+    return rows
 
 
 def plot(records: list[dict], path: str, title: str) -> None:
@@ -394,10 +474,11 @@ def plot(records: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for impl in dict.fromkeys(r["impl"] for r in records):
-        rs = [r for r in records if r["impl"] == impl]
+    for key in dict.fromkeys((r["config"], r["impl"]) for r in records):
+        rs = [r for r in records if (r["config"], r["impl"]) == key]
+        label = key[1] if key[0] == "-" else f"{key[1]} {key[0]}"
         ax.plot([r["size"] for r in rs], [r["busbw_GBps"] for r in rs], marker="o",
-                label=impl, linestyle="--" if impl in ("native", "membound") else "-")
+                label=label, linestyle="--" if key[1] in ("native", "membound") else "-")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("message size (bytes)")
     ax.set_ylabel("bus bandwidth (GB/s)")
@@ -435,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "collectives against the MPI library's. Run under mpiexec.",
         epilog="Columns: size in bytes, element count, type, impl requested, algo used (auto's "
                "choice), time per call in microseconds, algbw/busbw in GB/s, #wrong (wrong elements "
-               "over every timed call's result), xnative = native time / this time, %%mem = memory bound / time.",
+               "over every timed call's result), xnative = native time in the same configuration (config "
+               "priv|win / in|out) / this time, %%mem = memory bound / time.",
         formatter_class=_Formatter)
     p.add_argument("collective", choices=COLLECTIVES)
     p.add_argument("-m", "--message-size", default="4:64M", metavar="MIN:MAX",
@@ -450,13 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated implementations: " +
                         "; ".join(f"{c}: {','.join(v)}" for c, v in _IMPLS.items()) +
                         " (default: " + "; ".join(f"{c}: {v}" for c, v in _DEFAULT_IMPLS.items()) + ")")
-    p.add_argument("--sendbuf", choices=["window", "private"], default="window",
-                   help="where the send buffer of auto/shm/hier lives: in the node's shared window "
-                        "(mpidml's fusion buffer, no copy-in) or in private memory (copied in); "
-                        "native/ring/rd always use private numpy buffers")
-    p.add_argument("--inplace", action="store_true",
-                   help="allreduce in place (nccl-tests' in-place column); the input is refilled "
-                        "before every call, outside the timed interval")
+    p.add_argument("--sendbuf", choices=["private", "window", "both"], default="private",
+                   help="allreduce: where the buffers of auto/shm/hier live: private numpy arrays (what "
+                        "training uses), the node's shared window (mpidml's fusion-buffer mode, which no "
+                        "training path uses), or both; native/ring/rd always use private buffers")
+    p.add_argument("--place", choices=["in", "out", "both"], default="in",
+                   help="allreduce in place (what training does; native with MPI.IN_PLACE), out of place, "
+                        "or both; the input is refilled / the output zeroed before every call, untimed")
+    p.add_argument("--inplace", action="store_const", dest="place", const="in",
+                   help="the same as --place in (kept for old command lines)")
+    p.add_argument("--all-configs", action="store_true",
+                   help="allreduce: every configuration a user can have, i.e. --sendbuf both --place both")
     p.add_argument("--no-membound", dest="membound", action="store_false",
                    help="skip the memory-bound reference row (measured unless this is given)")
     p.add_argument("--json", metavar="FILE", help="write all records (and the cost-model fit) as JSON; - for stdout")
@@ -483,7 +569,8 @@ def _corruptions(text: str, impls: list[str]) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse and check every argument before MPI starts: any error is a usage error (exit
-    2, one message from the launcher's rank 0). Adds ``impls``, ``sizes``, ``corrupt``."""
+    2, one message from the launcher's rank 0). Adds ``impls``, ``sizes``, ``configs``
+    ([(sendbuf, inplace)]), ``corrupt``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -496,10 +583,25 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"{args.collective} has no implementation {bad}; choose from "
                                              f"{','.join(_IMPLS[args.collective])}")
         args.sizes = size_range(args.message_size, args.factor)
+        if args.all_configs:
+            args.sendbuf, args.place = "both", "both"
+        args.configs = configurations(args.sendbuf, args.place)
         args.corrupt = _corruptions(os.environ.get(_CORRUPT_VAR, ""), args.impls)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     return args
+
+
+def closing_line(records: list[dict]) -> str:
+    """What was checked, and no more: the timed calls of the collective rows (membound is
+    not a collective and has no result to check)."""
+    rows = [r for r in records if r["impl"] != "membound"]
+    calls = sum(r["checked_calls"] for r in rows)
+    wrong = sum(r["wrong"] for r in rows)
+    configs = sorted({r["config"] for r in rows})
+    return (f"# checked: every timed call of the {len(rows)} collective rows ({calls} calls, configurations "
+            f"{','.join(configs)}), each compared element by element with the exact sum after the call: "
+            f"{wrong} wrong element(s); membound rows are not checked (no collective result)")
 
 
 def main(argv=None) -> int:
@@ -548,14 +650,13 @@ def main(argv=None) -> int:
         return 0
     if rank == 0:
         out.write(_header(args.collective, comm.Get_size(), nodes, dtype, args.reps, args.warmup, impls,
-                          args.sendbuf, args.inplace and args.collective == "allreduce") + "\n")
+                          args.configs) + "\n")
     records = run_bench(comm, args.collective, sizes, impls, dtype, args.iterations, args.warmup,
-                        args.reps, args.membound, log, args.sendbuf, args.inplace,
+                        args.reps, args.membound, log, args.configs,
                         args.corrupt if rank == 0 else None)
     model = fit_cost_model(records) if args.fit or args.json else {}
     if rank == 0:
-        total_wrong = sum(r["wrong"] for r in records)
-        out.write(f"# every timed call's result checked: {total_wrong} wrong element(s)\n")
+        out.write(closing_line(records) + "\n")
         if args.fit:
             out.write("# alpha-beta PROJECTION (model fitted at this p, not measured): time in us\n")
             out.write(f"# {'impl':>6} {'P':>5} " + " ".join(f"{s:>10}" for s in ("4K", "1M", "64M")) + "\n")
@@ -574,7 +675,7 @@ def main(argv=None) -> int:
                     json.dump(doc, fh, indent=1)
         if args.plot:
             plot(records, args.plot, f"{args.collective}, p={comm.Get_size()}, {np.dtype(dtype).name}")
-        if total_wrong:
+        if any(r["wrong"] for r in records):
             out.write("# ERROR: some results were wrong\n")
     from .comm import select
     select.release(comm)

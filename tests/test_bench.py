@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from mpidml.bench import bus_factor, parse_size, size_range
+from mpidml.bench import bus_factor, parse_size, parse_table, size_range
 
 from mpirun import run_mpi, scaled
 
@@ -32,13 +33,13 @@ def test_bench_allreduce_validates_every_impl(p, tmp_path):
 
 
 def test_bench_inplace_and_other_collectives():
-    for coll, extra in (("allreduce", ["--inplace", "--impl", "auto,native,shm"]),
+    for coll, extra in (("allreduce", ["--place", "out", "--impl", "auto,native,shm"]),
                         ("reduce_scatter", []), ("allgather", []), ("bcast", [])):
         res = run_mpi(3, ["-m", "mpidml.bench", coll, "-m", "4:64K", "-f", "64", "-i", "2", "-x", "1",
                           "-r", "1", *extra], timeout=120)
         assert res.returncode == 0, res.output
-        rows = [l for l in res.stdout.splitlines() if l.strip() and not l.startswith("#")]
-        assert rows and all(l.split()[10] == "0" for l in rows), res.stdout  # #wrong column
+        rows = [r for r in parse_table(res.stdout) if r["impl"] != "membound"]
+        assert rows and all(r["#wrong"] == "0" for r in rows), res.stdout
 
 
 def test_bench_rejects_unknown_impl():
@@ -85,21 +86,106 @@ def test_bench_help_shows_no_default_for_flags():
 
 @pytest.mark.parametrize("p,extra,corrupt,want", [
     # the first call of the 2nd repetition: a check of only the last call would miss it
-    (2, [], "ring:1:0", {"ring": 1, "native": 0}),
-    (3, ["--inplace"], "native:0:2,native:2:0,ring:1:4", {"ring": 1, "native": 2}),
+    (2, ["--place", "out", "--impl", "native,ring"], "ring:1:0", {"ring": 1, "native": 0}),
+    (3, ["--inplace", "--impl", "native,ring"], "native:0:2,native:2:0,ring:1:4", {"ring": 1, "native": 2}),
+    # in place in the shared window: the damaged element is in the window buffer itself
+    (2, ["--sendbuf", "window", "--place", "in", "--impl", "native,shm"], "shm:2:3", {"shm": 1, "native": 0}),
 ])
 def test_bench_counts_a_corrupted_timed_call(p, extra, corrupt, want, tmp_path):
     """MPIDML_BENCH_CORRUPT damages one timed call's result on rank 0: #wrong counts it, the
     bench exits 1, and the other implementations stay at 0."""
     out = tmp_path / "c.json"
     res = run_mpi(p, ["-m", "mpidml.bench", "allreduce", "-m", "1K:1K", "-i", "5", "-x", "1", "-r", "3",
-                      "--impl", "native,ring", "--no-membound", "--json", str(out), *extra],
+                      "--no-membound", "--json", str(out), *extra],
                   timeout=120, env={"MPIDML_BENCH_CORRUPT": corrupt})
     assert res.returncode == 1 and "some results were wrong" in res.stdout, res.output
     recs = json.loads(out.read_text())["records"]
     assert {r["impl"]: r["wrong"] for r in recs} == want, recs
-    rows = {l.split()[3]: l.split()[10] for l in res.stdout.splitlines() if l.strip() and not l.startswith("#")}
+    rows = {r["impl"]: r["#wrong"] for r in parse_table(res.stdout)}
     assert rows == {k: str(v) for k, v in want.items()}, res.stdout
+    n_wrong = sum(want.values())
+    assert f"(30 calls, configurations {recs[0]['config']}), " in res.stdout, res.stdout
+    assert f": {n_wrong} wrong element(s); membound rows are not checked" in res.stdout
+
+
+def test_bench_all_configurations_each_against_native_in_the_same_mode(tmp_path):
+    """The default is what training does (private buffer, in place); --all-configs adds
+    private out of place and the shared window in and out of place, each with its own
+    native row (ratios within the configuration) and one membound row per size; the 64 KiB
+    and 128 KiB rows around auto's switch are there."""
+    out = tmp_path / "a.json"
+    res = run_mpi(2, ["-m", "mpidml.bench", "allreduce", "-m", "4:128K", "-f", "2", "-i", "2", "-x", "0",
+                      "-r", "1", "--impl", "auto,native,ring", "--json", str(out)], timeout=120)
+    assert res.returncode == 0, res.output
+    recs = json.loads(out.read_text())["records"]
+    assert {(r["config"], r["sendbuf"], r["inplace"]) for r in recs if r["impl"] != "membound"} == \
+        {("priv/in", "private", True)}
+    assert {r["size"] for r in recs} >= {65536, 131072} and len({r["size"] for r in recs}) == 16
+    res = run_mpi(2, ["-m", "mpidml.bench", "allreduce", "-m", "64K:128K", "-i", "2", "-x", "0", "-r", "1",
+                      "--impl", "auto,native,ring", "--all-configs", "--json", str(out)], timeout=120)
+    assert res.returncode == 0, res.output
+    recs = json.loads(out.read_text())["records"]
+    want = {"priv/in": {"auto", "native", "ring"}, "priv/out": {"auto", "native", "ring"},
+            "win/in": {"auto", "native"}, "win/out": {"auto", "native"}, "-": {"membound"}}
+    for size in (65536, 131072):
+        got: dict = {}
+        for r in recs:
+            if r["size"] == size:
+                got.setdefault(r["config"], set()).add(r["impl"])
+        assert got == want, got
+    by = {(r["size"], r["config"], r["impl"]): r for r in recs}
+    for (size, config, impl), r in by.items():
+        assert r["wrong"] == 0
+        if impl not in ("native", "membound"):
+            assert r["vs_native"] == pytest.approx(by[(size, config, "native")]["time_us"] / r["time_us"])
+        if impl != "membound":
+            assert r["sendbuf"] == ("window" if config.startswith("win") and impl == "auto" else "private")
+            assert r["inplace"] == config.endswith("/in")
+    assert by[(131072, "win/in", "auto")]["algo"] == "shm" and by[(65536, "priv/in", "auto")]["algo"] == "native"
+    header = res.stdout.split("size(B)")[0]
+    assert "called directly (no mpidml code)" in header and "op sum on every side" in header
+
+
+def test_native_is_the_plain_mpi_call(monkeypatch):
+    """The timed native callable is comm.Allreduce / comm.Bcast itself: no mpidml wrapper
+    (select.allreduce, Collectives, native_allreduce) runs inside it."""
+    from mpi4py import MPI
+
+    import mpidml.comm.select as select
+    from mpidml.bench import _Case
+
+    class Comm:
+        def __init__(self):
+            self.calls = []
+
+        def Get_size(self):
+            return 2
+
+        def Get_rank(self):
+            return 0
+
+        def Allreduce(self, *args, **kw):
+            self.calls.append(("Allreduce", args, kw))
+
+        def Bcast(self, *args, **kw):
+            self.calls.append(("Bcast", args, kw))
+
+    def forbidden(*a, **k):
+        raise AssertionError("an mpidml wrapper ran inside the timed native call")
+
+    for name in ("allreduce", "bcast", "native_allreduce"):
+        monkeypatch.setattr(select, name, forbidden)
+    comm = Comm()
+    inplace = _Case(comm, "allreduce", 8, np.float32, "private", True)
+    inplace.run("native")()
+    outplace = _Case(comm, "allreduce", 8, np.float32, "private", False)
+    outplace.run("native")()
+    bc = _Case(comm, "bcast", 8, np.float32)
+    bc.run("native")()
+    (n1, a1, k1), (n2, a2, k2), (n3, a3, k3) = comm.calls
+    assert n1 == "Allreduce" and a1[0] is MPI.IN_PLACE and a1[1] is inplace.out and not k1
+    assert n2 == "Allreduce" and a2[0] is outplace.send and a2[1] is outplace.out and not k2
+    assert n3 == "Bcast" and a3[0] is bc.out and k3 == {"root": 0}
 
 
 def test_bench_overlap_reports_all_phases(tmp_path):

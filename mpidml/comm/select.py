@@ -35,8 +35,10 @@ __all__ = ["IMPLS", "BCAST_IMPLS", "DEFAULT_SMALL_BYTES", "CommContext", "policy
            "native_allreduce", "release", "set_small_bytes", "shm_buffer", "small_bytes"]
 
 IMPLS = ALLREDUCE_IMPLS        # (comm/common.py: the one list)
-# Crossover measured at p = 2 on the 2-core machines (bench/results/allreduce-p2-*.txt):
-# native wins up to ~32 KiB, ties at 64 KiB, shm wins from 256 KiB on.
+# Crossover measured at p = 2 on the 2-core machines with the bench before issue 22's fixes
+# (bench/results/allreduce-p2-{inplace,outofplace}.txt, which do not reproduce): native won up to
+# ~32 KiB, tied at 64 KiB, shm won from 256 KiB on. Not yet re-tuned from the honest bench
+# (bench/results/collectives-honest.md).
 DEFAULT_SMALL_BYTES = 65536
 
 
