@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from mpirun import HERE, mpiexec_path, run, scaled
-
 from mpidml import cluster
+
+from mpirun import HERE, mpiexec_path, run, scaled
 
 PROBE = os.path.join(HERE, "mpi_progs", "cluster_probe.py")
 LINK = "1gbit"
@@ -149,11 +149,21 @@ def test_delay_without_netem_is_refused_cleanly():
 
 
 @needs_root
+def test_subnet_in_use_is_refused():
+    res = _cli("up", "-n", "2", "--subnet", "127.0.0.0/24")     # overlaps lo's 127.0.0.1/8
+    assert res.returncode == 1 and "overlaps 127.0.0.1/8 on lo" in res.stderr, res.output
+    assert _leftovers() == []
+
+
+@needs_root
 def test_mpi_hostnames_and_node_split(up4):
     rows = _mpi("4x1", 4, "layout")["ranks"]
     assert sorted(r["host"] for r in rows) == ["node0", "node1", "node2", "node3"]
     assert all(r["shared_size"] == 1 and r["num_nodes"] == 4 for r in rows), rows
-    rows = _mpi("2x2", 4, "layout")["ranks"]
+    # the same through the CLI a user runs
+    res = _cli("mpiexec", "--layout", "2x2", "--", "-n", "4", sys.executable, PROBE, "layout", timeout=90)
+    assert res.returncode == 0, res.output
+    rows = json.loads(res.stdout.strip().splitlines()[-1])["ranks"]
     assert [r["host"] for r in rows] == ["node0", "node0", "node1", "node1"]
     assert all(r["shared_size"] == 2 and r["num_nodes"] == 2 for r in rows), rows
     assert [r["node_index"] for r in rows] == [0, 0, 1, 1]
