@@ -40,7 +40,7 @@ def test_unlabelled_csv_is_refused_without_a_label_column(tmp_path, capsys):
     assert not ds.labelled
     s = load_shard(str(tmp_path / "u.h5"), 1, 0, labels="none")
     np.testing.assert_array_equal(s.X, [[1, 2, 3], [4, 5, 6]])
-    with pytest.raises(MpidmlError, match=r"u.h5: has no labels .*--label-column"):
+    with pytest.raises(MpidmlError, match=r"u.h5: missing dataset /y: has no labels .*--label-column"):
         load_shard(str(tmp_path / "u.h5"), 1, 0, labels="binary")
     assert data_main(["inspect", str(tmp_path / "u.h5")]) == 0
     assert "labels: none" in capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_training_on_an_unlabelled_file_exits_2_naming_it(tmp_path):
     res = run_mpi(2, ["-m", "mpidml.train", "--data", str(tmp_path / "u.h5"), "--epochs", "1", "-q"],
                   timeout=120)
     assert res.returncode == 2, res.output
-    assert "u.h5: has no labels" in res.output and "Traceback" not in res.output
+    assert "u.h5: missing dataset /y: has no labels" in res.output and "Traceback" not in res.output
 
 
 # ------------------------------------------------------------------ convert: libsvm index base

@@ -351,8 +351,8 @@ def _apply(plan: LabelPlan, shard: Shard) -> Shard:
 def require_labels(ds: DataSet, labels: str) -> None:
     """Refuse an unlabelled data set (no ``/y``) unless ``labels == "none"``."""
     if labels != "none" and not ds.labelled:
-        raise MpidmlError(f"{ds.files[0].path}: has no labels (no /y: an unlabelled data set, for "
-                          f"predictions only); training and evaluation need {labels} labels in /y "
+        raise MpidmlError(f"{ds.files[0].path}: missing dataset /y: has no labels (an unlabelled data "
+                          f"set, for predictions only); training and evaluation need {labels} labels in /y "
                           "(convert with --label-column NAME|INDEX)")
 
 
