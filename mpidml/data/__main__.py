@@ -29,42 +29,8 @@ SCHEMA_HELP = (
     "a directory of *.h5 shard files, or a quoted glob.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
-    p = argparse.ArgumentParser(prog="python -m mpidml.data",
-                                description="Data set tools for mpidml. " + SCHEMA_HELP,
-                                epilog="Exit status: 0 success; 2 bad arguments or input.")
-    p.add_argument("--version", action="version", version=f"mpidml {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{synth,convert,inspect,check}")
-
-    s = sub.add_parser("synth", help="write a synthetic data set",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Write a synthetic data set atomically. Kinds: 'binary' (dense "
-                                   "Gaussian features, logistic teacher, labels 0/1); 'clicklog' "
-                                   "(CSR indicator features with Zipf popularity hashed into --d "
-                                   "columns, labels 0/1 from a sparse logistic teacher); "
-                                   "'multiclass' (dense, labels 0..K-1 from a random teacher "
-                                   "network, for softmax and MLP models).")
-    s.add_argument("kind", choices=["binary", "clicklog", "multiclass"])
-    s.add_argument("out", help="output file, or directory when --shards > 1")
-    s.add_argument("--rows", "-n", type=int, required=True, help="number of rows")
-    s.add_argument("--d", type=int, default=None,
-                   help="features (default 100; clicklog: hashed space 1048576)")
-    s.add_argument("--classes", "-k", type=int, default=10, help="multiclass: number of classes")
-    s.add_argument("--temperature", type=float, default=0.5,
-                   help="multiclass: teacher softmax temperature (lower = cleaner labels; 0.05 gives "
-                        "a Bayes accuracy near 0.93 at d 32, k 10)")
-    s.add_argument("--nnz-per-row", type=float, default=20.0, help="clicklog: mean distinct features per row")
-    s.add_argument("--zipf", type=float, default=1.2, help="clicklog: Zipf exponent of feature popularity (> 1)")
-    s.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="feature dtype")
-    s.add_argument("--seed", type=int, default=0, help="teacher and sample seed")
-    s.add_argument("--stream", type=int, default=0,
-                   help="sample stream with the same teacher (0 = train, 1 = test, ...)")
-    s.add_argument("--shards", type=int, default=1, help="write this many balanced shard files into OUT/")
-    s.add_argument("--no-checksums", dest="checksums", action="store_false",
-                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
-
+def _add_convert_parser(sub) -> None:
+    """The ``convert`` subcommand's arguments."""
     c = sub.add_parser("convert", help="convert libsvm / CSV / TSV / .npy / .npz to HDF5 (streaming)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Convert to the mpidml HDF5 schema in blocks of rows, so inputs "
@@ -110,6 +76,45 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--block-rows", type=int, default=65536, help="rows per block (bounds memory)")
     c.add_argument("--no-checksums", dest="checksums", action="store_false",
                    help="do not write /checksums (SHA-256 per block of rows, verified at load)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog="python -m mpidml.data",
+                                description="Data set tools for mpidml. " + SCHEMA_HELP,
+                                epilog="Exit status: 0 success; 2 bad arguments or input.")
+    p.add_argument("--version", action="version", version=f"mpidml {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{synth,convert,inspect,check}")
+
+    s = sub.add_parser("synth", help="write a synthetic data set",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Write a synthetic data set atomically. Kinds: 'binary' (dense "
+                                   "Gaussian features, logistic teacher, labels 0/1); 'clicklog' "
+                                   "(CSR indicator features with Zipf popularity hashed into --d "
+                                   "columns, labels 0/1 from a sparse logistic teacher); "
+                                   "'multiclass' (dense, labels 0..K-1 from a random teacher "
+                                   "network, for softmax and MLP models).")
+    s.add_argument("kind", choices=["binary", "clicklog", "multiclass"])
+    s.add_argument("out", help="output file, or directory when --shards > 1")
+    s.add_argument("--rows", "-n", type=int, required=True, help="number of rows")
+    s.add_argument("--d", type=int, default=None,
+                   help="features (default 100; clicklog: hashed space 1048576)")
+    s.add_argument("--classes", "-k", type=int, default=10, help="multiclass: number of classes")
+    s.add_argument("--temperature", type=float, default=0.5,
+                   help="multiclass: teacher softmax temperature (lower = cleaner labels; 0.05 gives "
+                        "a Bayes accuracy near 0.93 at d 32, k 10)")
+    s.add_argument("--nnz-per-row", type=float, default=20.0, help="clicklog: mean distinct features per row")
+    s.add_argument("--zipf", type=float, default=1.2, help="clicklog: Zipf exponent of feature popularity (> 1)")
+    s.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="feature dtype")
+    s.add_argument("--seed", type=int, default=0, help="teacher and sample seed")
+    s.add_argument("--stream", type=int, default=0,
+                   help="sample stream with the same teacher (0 = train, 1 = test, ...)")
+    s.add_argument("--shards", type=int, default=1, help="write this many balanced shard files into OUT/")
+    s.add_argument("--no-checksums", dest="checksums", action="store_false",
+                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
+
+    _add_convert_parser(sub)
 
     i = sub.add_parser("inspect", help="describe a data set (file, directory or glob)",
                        description="Print shape, dtypes, layout, nnz, chunking, label balance and "

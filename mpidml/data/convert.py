@@ -290,36 +290,15 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     info: dict = {}
     attrs = {"converted_from": os.path.abspath(src), "format": fmt}
     if fmt == "libsvm":
-        if zero_based == "auto":
-            zero_based, info["index_base"] = libsvm_index_base(src)
-        elif isinstance(zero_based, str):
-            if zero_based not in ("yes", "no"):
-                raise MpidmlError(f"--zero-based {zero_based!r}: auto, yes or no expected")
-            zero_based = zero_based == "yes"
-        info.setdefault("index_base", "zero-based" if zero_based else "one-based")
-        attrs["index_base"] = 0 if zero_based else 1
+        zero_based = _index_base(src, zero_based, info, attrs)
         blocks = libsvm_blocks(src, zero_based, n_features, block_rows, dtype)
         # int32 indices unless a column needs int64 (decided while streaming: see the writer)
         index_dtype = "auto" if n_features is None or n_features > 2**31 else np.int32
         sparse, d = True, n_features or 0
     elif fmt == "csv":
-        from .table import scan_csv, table_blocks, unescape_delimiter
-
-        if delimiter is None:
-            delimiter = "\t" if src.lower().endswith(".tsv") else ","
-        plan = scan_csv(src, label_column, unescape_delimiter(delimiter), header, na, categorical, ignore_columns)
-        blocks = table_blocks(plan, block_rows, dtype)
-        sparse, index_dtype, d = False, None, plan.d
-        info.update(label_names=plan.label_names, na_dropped=plan.na_rows,
-                    categories={plan.names[c]: v for c, v in plan.categories.items()},
-                    label=None if plan.label is None else plan.names[plan.label])
-        if plan.label_names:
-            attrs["label_names"] = json.dumps(plan.label_names)
-        if plan.categories:
-            attrs["categories"] = json.dumps(info["categories"])
-            attrs["feature_names"] = json.dumps(plan.feature_names())
-        if plan.na_rows == plan.rows:
-            raise MpidmlError(f"{src}: every row has a missing cell; nothing left after --na drop")
+        blocks, d = _csv_blocks(src, label_column, delimiter, header, na, categorical, ignore_columns,
+                                block_rows, dtype, info, attrs)
+        sparse, index_dtype = False, None
     elif fmt == "npz":
         blocks = npz_blocks(src, x_key, y_key, labels_path, block_rows)
         sparse, index_dtype, d = None, None, None
@@ -354,6 +333,42 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
     return {"rows": w.n, "d": w.d, "nnz": w.nnz if sparse else None, "sparse": sparse,
             "dtype": str(dtype), "index_dtype": str(w.index_dtype) if sparse else None, "path": dst,
             "labelled": y0 is not None, **info}
+
+
+def _index_base(src: str, zero_based, info: dict, attrs: dict) -> bool:
+    """libsvm: whether indices are zero-based (``zero_based`` True/False/"auto"/"yes"/"no");
+    records the decision in ``info`` (summary) and ``attrs`` (of /X)."""
+    if zero_based == "auto":
+        zero_based, info["index_base"] = libsvm_index_base(src)
+    elif isinstance(zero_based, str):
+        if zero_based not in ("yes", "no"):
+            raise MpidmlError(f"--zero-based {zero_based!r}: auto, yes or no expected")
+        zero_based = zero_based == "yes"
+    info.setdefault("index_base", "zero-based" if zero_based else "one-based")
+    attrs["index_base"] = 0 if zero_based else 1
+    return bool(zero_based)
+
+
+def _csv_blocks(src, label_column, delimiter, header, na, categorical, ignore_columns, block_rows, dtype,
+                info: dict, attrs: dict):
+    """CSV/TSV: scan ``src`` (``table.scan_csv``), record the decisions in ``info`` and
+    ``attrs``; returns (blocks, d)."""
+    from .table import scan_csv, table_blocks, unescape_delimiter
+
+    if delimiter is None:
+        delimiter = "\t" if src.lower().endswith(".tsv") else ","
+    plan = scan_csv(src, label_column, unescape_delimiter(delimiter), header, na, categorical, ignore_columns)
+    info.update(label_names=plan.label_names, na_dropped=plan.na_rows,
+                categories={plan.names[c]: v for c, v in plan.categories.items()},
+                label=None if plan.label is None else plan.names[plan.label])
+    if plan.label_names:
+        attrs["label_names"] = json.dumps(plan.label_names)
+    if plan.categories:
+        attrs["categories"] = json.dumps(info["categories"])
+        attrs["feature_names"] = json.dumps(plan.feature_names())
+    if plan.na_rows == plan.rows:
+        raise MpidmlError(f"{src}: every row has a missing cell; nothing left after --na drop")
+    return table_blocks(plan, block_rows, dtype), plan.d
 
 
 def _chain(first, blocks):

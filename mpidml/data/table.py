@@ -139,20 +139,7 @@ def scan_csv(path: str, label_column=None, delimiter: str = ",", header: str = "
         raise MpidmlError(f"--header {header!r}: auto, yes or no expected")
     head = cells0 if has_header else None
     names = [(h or f"column {i + 1}") if head else f"column {i + 1}" for i, h in enumerate(head or [""] * ncol)]
-    if label_column is None:
-        found = [i for i, h in enumerate(head or []) if h.lower() in LABEL_NAMES]
-        if not found:
-            raise MpidmlError(
-                f"{path}: which column holds the labels? " + (
-                    f"The header ({', '.join(head)}) has no column named {'/'.join(LABEL_NAMES)}" if head
-                    else "The file has no header") +
-                "; pass --label-column NAME or INDEX (0-based), or --label-column none for an "
-                "unlabelled file (predictions only)")
-        label = found[0]
-    elif str(label_column).lower() == "none":
-        label = None
-    else:
-        label = _column_index(str(label_column), head, ncol, path, "--label-column")
+    label = _label_index(path, label_column, head, ncol)
     skip = {_column_index(s.strip(), head, ncol, path, "--ignore-columns")
             for s in (ignore or "").split(",") if s.strip()}
     if label in skip:
@@ -185,13 +172,7 @@ def scan_csv(path: str, label_column=None, delimiter: str = ",", header: str = "
     if n == 0:
         raise MpidmlError(f"{path}: no data rows")
     features = [i for i in used if i != label]
-    if categorical == "auto":
-        one_hot = {i for i in features if not cols[i].numeric}
-    elif categorical == "none":
-        one_hot = set()
-    else:
-        one_hot = {_column_index(s.strip(), head, ncol, path, "--categorical")
-                   for s in categorical.split(",") if s.strip()}
+    one_hot = _one_hot_columns(path, categorical, features, cols, head, ncol)
     for i in features:
         col = cols[i]
         if i in one_hot and col.many:
@@ -212,6 +193,32 @@ def scan_csv(path: str, label_column=None, delimiter: str = ",", header: str = "
         cols[i].first_na is not None for i in used) else 0
     return TablePlan(path, delimiter, head, names, label, label_names, features,
                      {i: _sorted_values(cols[i].values) for i in sorted(one_hot)}, na, na_rows, n)
+
+
+def _label_index(path: str, label_column, head, ncol: int) -> int | None:
+    """The label column's index (None: unlabelled) from ``--label-column`` or the header."""
+    if label_column is None:
+        found = [i for i, h in enumerate(head or []) if h.lower() in LABEL_NAMES]
+        if not found:
+            raise MpidmlError(
+                f"{path}: which column holds the labels? " + (
+                    f"The header ({', '.join(head)}) has no column named {'/'.join(LABEL_NAMES)}" if head
+                    else "The file has no header") +
+                "; pass --label-column NAME or INDEX (0-based), or --label-column none for an "
+                "unlabelled file (predictions only)")
+        return found[0]
+    if str(label_column).lower() == "none":
+        return None
+    return _column_index(str(label_column), head, ncol, path, "--label-column")
+
+
+def _one_hot_columns(path: str, categorical: str, features, cols, head, ncol: int) -> set:
+    """The feature columns to one-hot encode under ``--categorical``."""
+    if categorical == "auto":
+        return {i for i in features if not cols[i].numeric}
+    if categorical == "none":
+        return set()
+    return {_column_index(s.strip(), head, ncol, path, "--categorical") for s in categorical.split(",") if s.strip()}
 
 
 def _chain(first, rows, has_header):
