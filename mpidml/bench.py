@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from . import __version__
 from .comm.common import ALLREDUCE_IMPLS, BCAST_IMPLS
 
 __all__ = ["main", "parse_size", "size_range", "bus_factor", "build_parser", "parse_args"]
@@ -520,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                "priv|win / in|out) / this time, %%mem = memory bound / time.",
         formatter_class=_Formatter)
     p.add_argument("collective", choices=COLLECTIVES)
+    p.add_argument("--version", action="version", version=f"mpidml {__version__}")
     p.add_argument("-m", "--message-size", default="4:64M", metavar="MIN:MAX",
                    help="size range in bytes (K/M/G suffixes)")
     p.add_argument("-f", "--factor", type=int, default=2, help="size multiplier between rows")

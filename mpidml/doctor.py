@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 
+from . import __version__
 from .runtime.errors import EXIT_USAGE, MpidmlError, format_ranks
 from .runtime.threads import node_ranks
 
@@ -143,6 +144,7 @@ def main(argv=None) -> int:
                     "started, ranks per node, threads, data readable on every rank. Run it with "
                     "the launcher you will train with, e.g. `srun --mpi=pmi2 python -m mpidml.doctor`.",
         epilog="Exit status 0 OK; 2 a problem was found (message says what and where).")
+    ap.add_argument("--version", action="version", version=f"mpidml {__version__}")
     ap.add_argument("--expect-size", type=int, help="the world size this job must have")
     ap.add_argument("--data", action="append", default=[], metavar="PATH",
                     help="a path that every rank must be able to read (repeatable)")

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from . import __version__
+
 __all__ = ["evaluate", "main"]
 
 
@@ -39,6 +41,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mpidml.evaluate",
                                  description="Objective and accuracy (RMSE for lsq) of a model saved with "
                                              "--save-model, on an HDF5 data set; run serially or under mpiexec.")
+    ap.add_argument("--version", action="version", version=f"mpidml {__version__}")
     ap.add_argument("model", metavar="MODEL.h5")
     ap.add_argument("data", metavar="DATA", help="HDF5 file, directory of shards or glob (same schema)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+from . import __version__
+
 __all__ = ["read_run", "plot_runs", "main"]
 
 
@@ -78,6 +80,7 @@ def plot_runs(runs: list[dict], out: str, title: str | None = None) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mpidml.plot",
                                  description="Plot training curves from --metrics JSON-lines logs.")
+    ap.add_argument("--version", action="version", version=f"mpidml {__version__}")
     ap.add_argument("runs", nargs="+", metavar="RUN.jsonl")
     ap.add_argument("-o", "--output", default="curves.png", help="PNG to write")
     ap.add_argument("--title", help="figure title")

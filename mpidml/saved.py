@@ -18,7 +18,7 @@ from . import __version__
 from .runtime.atomic import atomic_path
 from .runtime.errors import MpidmlError
 
-__all__ = ["save_model", "load_model", "predict"]
+__all__ = ["save_model", "load_model", "predict", "predict_proba"]
 
 FORMAT = 1
 
@@ -79,6 +79,21 @@ def _margins(X, w: np.ndarray) -> np.ndarray:
     return z
 
 
+def _logits(kind: str, v: dict, X) -> np.ndarray:
+    """(n, K) class scores of a softmax or MLP model."""
+    if kind == "softmax":
+        return _matmul(X, v["weight"]) + v["bias"]
+    if kind == "mlp":
+        layers = len([k for k in v if k.startswith("W")])
+        Z = X
+        for l in range(layers):
+            Z = (_matmul(Z, v[f"W{l}"]) if l == 0 else Z @ v[f"W{l}"]) + v[f"b{l}"]
+            if l < layers - 1:
+                np.maximum(Z, 0, out=Z)
+        return Z
+    raise MpidmlError(f"unknown model kind {kind!r}")
+
+
 def predict(kind: str, model, params: np.ndarray, X) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, scores) for the rows of X: class labels and P(y=1) for logreg,
     class labels and the winning class's logit for softmax/mlp, values for lsq."""
@@ -88,16 +103,20 @@ def predict(kind: str, model, params: np.ndarray, X) -> tuple[np.ndarray, np.nda
         if kind == "lsq":
             return z, z
         return (z > 0).astype(np.int64), 0.5 * (1.0 + np.tanh(0.5 * z))
-    if kind == "softmax":
-        Z = _matmul(X, v["weight"]) + v["bias"]
-    elif kind == "mlp":
-        layers = len([k for k in v if k.startswith("W")])
-        Z = X
-        for l in range(layers):
-            Z = (_matmul(Z, v[f"W{l}"]) if l == 0 else Z @ v[f"W{l}"]) + v[f"b{l}"]
-            if l < layers - 1:
-                np.maximum(Z, 0, out=Z)
-    else:
-        raise MpidmlError(f"unknown model kind {kind!r}")
+    Z = _logits(kind, v, X)
     labels = np.argmax(Z, axis=1)
     return labels.astype(np.int64), Z[np.arange(Z.shape[0]), labels]
+
+
+def predict_proba(kind: str, model, params: np.ndarray, X) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, probabilities) for the rows of X: for softmax/mlp the class and the
+    (n, K) class probabilities (softmax of the scores); for logreg the class and P(y=1)
+    (n,); for lsq the value and None."""
+    if kind in ("logreg", "lsq"):
+        pred, score = predict(kind, model, params, X)
+        return pred, (None if kind == "lsq" else score)
+    Z = _logits(kind, model.views(params), X)
+    Z = Z - Z.max(axis=1, keepdims=True)
+    P = np.exp(Z)
+    P /= P.sum(axis=1, keepdims=True)
+    return np.argmax(Z, axis=1).astype(np.int64), P

@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+from . import __version__
+
 __all__ = ["gather", "main"]
 
 
@@ -75,6 +77,7 @@ def table(swept: list[str], rows: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mpidml.sweep",
                                  description="Gather a Slurm array sweep's metrics into one table.")
+    ap.add_argument("--version", action="version", version=f"mpidml {__version__}")
     ap.add_argument("directory", help="the sweep directory (sweep-<array job id>)")
     args = ap.parse_args(argv)
     swept, rows = gather(args.directory)

@@ -73,7 +73,7 @@ def test_convert_libsvm_streams_blocks(tmp_path):
     assert shard.labels_mapped and shard.y.tolist() == [1, 0, 1, 0, 1]
     with pytest.raises(MpidmlError, match="line 1: feature index 0 out of range"):
         (tmp_path / "z.svm").write_text("1 0:1\n")
-        convert(str(tmp_path / "z.svm"), str(tmp_path / "z.h5"))
+        convert(str(tmp_path / "z.svm"), str(tmp_path / "z.h5"), zero_based=False)
     assert not os.path.exists(tmp_path / "z.h5")
     (tmp_path / "z.svm").write_text("1 0:1\n0 4:1\n")
     assert convert(str(tmp_path / "z.svm"), str(tmp_path / "z.h5"), zero_based=True)["d"] == 5
@@ -92,8 +92,8 @@ def test_convert_csv_with_header_and_label_name(tmp_path):
     np.testing.assert_array_equal(s.X, X)
     np.testing.assert_array_equal(s.y, y)
     (tmp_path / "bad.csv").write_text("1,2\n3,x\n")
-    with pytest.raises(MpidmlError, match="bad.csv: lines 1..2"):
-        convert(str(tmp_path / "bad.csv"), str(tmp_path / "bad.h5"))
+    with pytest.raises(MpidmlError, match="bad.csv: line 2, column column 2: 'x' is not a number"):
+        convert(str(tmp_path / "bad.csv"), str(tmp_path / "bad.h5"), label_column="0")
 
 
 @pytest.mark.parametrize("compressed", [False, True])

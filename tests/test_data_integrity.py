@@ -216,6 +216,38 @@ def test_checksums_verify_every_rank_split_and_row_list(tmp_path, monkeypatch, s
     assert full.n == 1000
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_unlabelled_checksums_cover_X_only(tmp_path, monkeypatch, sparse):
+    """An unlabelled data set (no /y, issue 19) gets checksums of /X only (no /checksums/y);
+    they verify at every split and a changed value is still caught."""
+    from mpidml.data import checksum
+    from mpidml.data.writer import DataSetWriter
+
+    monkeypatch.setattr(checksum, "BLOCK_BYTES", 64 * 4 * 4)     # 64 rows of d=4 float32
+    monkeypatch.setattr(checksum, "CSR_BLOCK_ROWS", 37)
+    path = str(tmp_path / "unlabelled.h5")
+    if sparse:
+        blocks = clicklog_csr_blocks(500, 50, nnz_per_row=4, seed=3, block_rows=91)
+    else:
+        blocks = binary_dense_blocks(500, 4, seed=3, block_rows=91)
+    with DataSetWriter(path, 50 if sparse else 4, np.float32, None, sparse=sparse, checksums=True) as w:
+        for X, _ in blocks:
+            w.append(X, None)
+    with h5py.File(path, "r") as f:
+        assert "y" not in f and "checksums/y" not in f
+        assert ("checksums/X/data" if sparse else "checksums/X") in f
+    with pytest.raises(MpidmlError, match="missing dataset /y"):
+        load_shard(path, 1, 0)
+    for size in (1, 2, 3):
+        assert sum(load_shard(path, size, r, labels="none").n for r in range(size)) == 500
+    checksum._VERIFIED.clear()
+    with h5py.File(path, "r+") as f:
+        name = "X/data" if sparse else "X"
+        f[name][100] = f[name][100] + 1
+    with pytest.raises(MpidmlError, match=rf"unlabelled.h5: /{name} rows \d+\.\.\d+ do not match"):
+        load_shard(path, 1, 0, labels="none")
+
+
 def test_convert_writes_checksums_that_survive_widening_indices(tmp_path):
     """libsvm with a column >= 2**31: indices are widened to int64 midway; the digests
     (over int64 indices) still match."""

@@ -101,8 +101,12 @@ def test_data_tools_refuse_to_overwrite_their_input_or_other_files(files, tmp_pa
         convert(str(src), files["model"])
     with pytest.raises(MpidmlError, match="exists and is a JSON-lines metrics log"):
         write_blocks(files["metrics"], binary_dense_blocks(10, 2), 10, 2, np.float32, np.float32)
-    convert(str(src), files["data"])                  # replacing a data set is re-running convert
+    convert(str(src), files["data"], label_column="2")  # replacing a data set is re-running convert
     assert file_kind(files["data"]) == "data"
+    unlabelled = str(tmp_path / "unlabelled.h5")       # no /y: still a data set, so re-converting replaces it
+    for _ in range(2):
+        convert(str(src), unlabelled, label_column="none", checksums=True)
+    assert file_kind(unlabelled) == "data"
     res = run_mpi(1, ["-m", "mpidml.data", "synth", "binary", files["checkpoint"], "--rows", "10"], timeout=60)
     assert res.returncode == 2 and "exists and is an mpidml checkpoint" in res.stderr, res.output
 
@@ -135,6 +139,18 @@ def test_training_outputs_never_overwrite_inputs(files, tmp_path):
     pred = str(out / "p" / "pred.h5")
     res = run_mpi(2, ["-m", "mpidml.predict", str(out / "s" / "m.h5"), data, "-o", pred], timeout=90)
     assert res.returncode == 0 and file_kind(pred) == "predictions", res.output
+    # predict's CSV / .npy tables are predictions too (by content): re-running predict replaces them,
+    # while a CSV that is not predict's table is refused
+    for ext in ("csv", "npy"):
+        table = str(out / "p" / f"pred.{ext}")
+        for _ in range(2):
+            res = run_mpi(1, ["-m", "mpidml.predict", str(out / "s" / "m.h5"), data, "-o", table], timeout=90)
+            assert res.returncode == 0 and file_kind(table) == "predictions", res.output
+    other = str(out / "p" / "notes.csv")
+    with open(other, "w") as fh:
+        fh.write("name,value\nx,1\n")
+    res = run_mpi(1, ["-m", "mpidml.predict", str(out / "s" / "m.h5"), data, "-o", other], timeout=90)
+    assert res.returncode == 2 and f"-o {other}: exists and is a text file" in res.stderr, res.output
 
 
 def test_dc_lambda_nan_and_other_non_finite_floats_are_refused(tmp_path):

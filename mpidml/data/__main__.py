@@ -25,13 +25,66 @@ __all__ = ["build_parser", "main", "inspect_dataset"]
 SCHEMA_HELP = (
     "Schema: dense dataset /X (n, d) float32|float64, or CSR group /X with data, indices, "
     "indptr and attribute shape=(n, d); /y (n,) labels (binary 0/1 or -1/+1, classes 0..K-1, "
-    "or real). A data set is one file, a directory of *.h5 shard files, or a quoted glob.")
+    "or real), absent in an unlabelled data set (predictions only). A data set is one file, "
+    "a directory of *.h5 shard files, or a quoted glob.")
+
+
+def _add_convert_parser(sub) -> None:
+    """The ``convert`` subcommand's arguments."""
+    c = sub.add_parser("convert", help="convert libsvm / CSV / TSV / .npy / .npz to HDF5 (streaming)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Convert to the mpidml HDF5 schema in blocks of rows, so inputs "
+                                   "larger than memory work. libsvm -> CSR (index base detected); "
+                                   "CSV/TSV -> dense (header, string labels mapped to 0..K-1 and the "
+                                   "mapping stored, missing cells, categorical columns one-hot); .npy "
+                                   "-> dense (2-D array plus --labels, or a structured array); .npz -> "
+                                   "dense (arrays X, y) or CSR (scipy.sparse.save_npz file plus "
+                                   "labels). The output appears only when conversion succeeded.")
+    c.add_argument("src", help="input file")
+    c.add_argument("dst", help="output HDF5 file")
+    c.add_argument("--format", choices=["libsvm", "csv", "npz", "npy"], default=None,
+                   help="input format (default: from the extension .svm/.libsvm/.svmlight, .csv/.tsv/.txt, "
+                        ".npz, .npy)")
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="feature dtype for text inputs (.npz float arrays keep theirs)")
+    c.add_argument("--label-dtype", choices=["float32", "float64", "int32", "int64"], default="float32")
+    c.add_argument("--zero-based", choices=["auto", "yes", "no"], default="auto",
+                   help="libsvm: feature indices start at 0 (yes) or 1 (no); auto: zero-based iff an "
+                        "index 0 appears in the file (as scikit-learn), reported")
+    c.add_argument("--n-features", type=int, default=None, help="libsvm: d (default: largest index + 1)")
+    c.add_argument("--label-column", default=None, metavar="NAME|INDEX|none",
+                   help="CSV/.npy: the label column (header name or 0-based index), or 'none' for an "
+                        "unlabelled file (no /y: predictions only). Default: a header column named "
+                        "label, y, target or class; otherwise the conversion is refused")
+    c.add_argument("--delimiter", default=None,
+                   help="CSV delimiter, backslash escapes interpreted ('\\t' is a tab); default: tab "
+                        "for .tsv, else comma")
+    c.add_argument("--header", choices=["auto", "yes", "no"], default="auto",
+                   help="CSV: first line is a header (auto: if none of its cells is a number)")
+    c.add_argument("--na", choices=["error", "drop"], default="error",
+                   help="CSV: a missing cell (empty, NA, NaN, null, ...) is an error naming line and "
+                        "column, or its row is dropped (and the count reported)")
+    c.add_argument("--categorical", default="none", metavar="none|auto|COLS",
+                   help="CSV: one-hot encode text feature columns (auto), these comma-separated "
+                        "columns, or none (a text feature column is an error); values stored in the "
+                        "'categories' attribute of /X")
+    c.add_argument("--ignore-columns", default=None, metavar="COLS",
+                   help="CSV: comma-separated columns (names or indices) to leave out, e.g. a row index")
+    c.add_argument("--x-key", default="X", help=".npz: feature array name")
+    c.add_argument("--y-key", default="y", help=".npz: label array name")
+    c.add_argument("--labels", default=None, help=".npy / .npz CSR: labels from this .npy/.npz file")
+    c.add_argument("--block-rows", type=int, default=65536, help="rows per block (bounds memory)")
+    c.add_argument("--no-checksums", dest="checksums", action="store_false",
+                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     p = argparse.ArgumentParser(prog="python -m mpidml.data",
                                 description="Data set tools for mpidml. " + SCHEMA_HELP,
                                 epilog="Exit status: 0 success; 2 bad arguments or input.")
+    p.add_argument("--version", action="version", version=f"mpidml {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{synth,convert,inspect,check}")
 
     s = sub.add_parser("synth", help="write a synthetic data set",
@@ -61,29 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-checksums", dest="checksums", action="store_false",
                    help="do not write /checksums (SHA-256 per block of rows, verified at load)")
 
-    c = sub.add_parser("convert", help="convert libsvm / CSV / .npz to HDF5 (streaming)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Convert to the mpidml HDF5 schema in blocks of rows, so inputs "
-                                   "larger than memory work. libsvm -> CSR; CSV -> dense; .npz -> "
-                                   "dense (arrays X, y) or CSR (scipy.sparse.save_npz file plus "
-                                   "labels). The output appears only when conversion succeeded.")
-    c.add_argument("src", help="input file")
-    c.add_argument("dst", help="output HDF5 file")
-    c.add_argument("--format", choices=["libsvm", "csv", "npz"], default=None,
-                   help="input format (default: from the extension .svm/.libsvm/.svmlight, .csv, .npz)")
-    c.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="feature dtype for text inputs (.npz float arrays keep theirs)")
-    c.add_argument("--label-dtype", choices=["float32", "float64", "int32", "int64"], default="float32")
-    c.add_argument("--zero-based", action="store_true", help="libsvm: feature indices start at 0 (default 1)")
-    c.add_argument("--n-features", type=int, default=None, help="libsvm: d (default: largest index + 1)")
-    c.add_argument("--label-column", default="0", help="CSV: label column (index or header name)")
-    c.add_argument("--delimiter", default=",", help="CSV delimiter")
-    c.add_argument("--x-key", default="X", help=".npz: feature array name")
-    c.add_argument("--y-key", default="y", help=".npz: label array name")
-    c.add_argument("--labels", default=None, help=".npz CSR: labels from this .npy/.npz instead")
-    c.add_argument("--block-rows", type=int, default=65536, help="rows per block (bounds memory)")
-    c.add_argument("--no-checksums", dest="checksums", action="store_false",
-                   help="do not write /checksums (SHA-256 per block of rows, verified at load)")
+    _add_convert_parser(sub)
 
     i = sub.add_parser("inspect", help="describe a data set (file, directory or glob)",
                        description="Print shape, dtypes, layout, nnz, chunking, label balance and "
@@ -98,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run it under mpiexec. Problems on any rank are reported once "
                                    "for all ranks (exit 2), never a hang.")
     k.add_argument("data", help="HDF5 file, directory of shard files, or quoted glob")
-    k.add_argument("--labels", choices=["binary", "classes", "real"], default="binary")
+    k.add_argument("--labels", choices=["binary", "classes", "real", "none"], default="binary")
     return p
 
 
@@ -109,7 +140,7 @@ def inspect_dataset(spec) -> dict:
     ds = open_dataset(spec)
     counts: dict = {}
     lo, hi, total = np.inf, -np.inf, 0.0
-    for fs in ds.files:
+    for fs in ds.files if ds.labelled else ():
         with open_h5(fs.path) as f:
             y = f["y"]
             for a in range(0, fs.n, 1 << 20):
@@ -124,8 +155,9 @@ def inspect_dataset(spec) -> dict:
     info = {
         "data": ds.spec, "rows": ds.n, "d": ds.d, "dtype": str(ds.dtype), "layout": "csr" if ds.sparse else "dense",
         "nnz": ds.nnz, "y_dtype": str(ds.y_dtype),
-        "labels": {"min": lo, "max": hi, "mean": total / ds.n,
-                   "counts": ({str(k): v for k, v in sorted(counts.items())} if counts is not None else None)},
+        "labels": None if not ds.labelled else {
+            "min": lo, "max": hi, "mean": total / ds.n,
+            "counts": ({str(k): v for k, v in sorted(counts.items())} if counts is not None else None)},
         "shards": [{"path": f.path, "rows": f.n, "nnz": f.nnz, "chunks": list(f.chunks) if f.chunks else None}
                    for f in ds.files],
     }
@@ -141,8 +173,11 @@ def _print_inspect(info: dict) -> None:
              f"indices {info['index_dtype']})"
              if info["nnz"] is not None else ""))
     lab = info["labels"]
-    print(f"labels: {info['y_dtype']}, min {lab['min']:g}, max {lab['max']:g}, mean {lab['mean']:.4f}")
-    if lab["counts"] is not None:
+    if lab is None:
+        print("labels: none (unlabelled data set, no /y: for predictions)")
+    else:
+        print(f"labels: {info['y_dtype']}, min {lab['min']:g}, max {lab['max']:g}, mean {lab['mean']:.4f}")
+    if lab is not None and lab["counts"] is not None:
         print("label balance: " + ", ".join(f"{k}: {v} ({v / info['rows']:.1%})" for k, v in lab["counts"].items()))
     print(f"{len(info['shards'])} shard file(s):")
     for s in info["shards"]:
@@ -186,9 +221,22 @@ def _convert(args) -> None:
     t0 = time.perf_counter()
     s = convert(args.src, args.dst, args.format, args.dtype, args.label_dtype, args.zero_based,
                 args.n_features, args.label_column, args.delimiter, args.x_key, args.y_key,
-                args.labels, args.block_rows, args.checksums)
+                args.labels, args.block_rows, header=args.header, na=args.na, categorical=args.categorical,
+                ignore_columns=args.ignore_columns, checksums=args.checksums)
+    if "index_base" in s:
+        print(f"libsvm indices: {s['index_base']} -> d = {s['d']}")
+    if s.get("label"):
+        print(f"labels: column {s['label']}")
+    if s.get("label_names"):
+        print("label mapping (stored in /X attribute label_names): "
+              + ", ".join(f"{name!r} -> {k}" for k, name in enumerate(s["label_names"])))
+    for col, values in (s.get("categories") or {}).items():
+        print(f"one-hot column {col}: {len(values)} values {values}")
+    if s.get("na_dropped"):
+        print(f"dropped {s['na_dropped']} row(s) with missing cells (--na drop)")
     print(f"wrote {s['path']}: {s['rows']} x {s['d']} {'CSR' if s['sparse'] else 'dense'} {s['dtype']}"
           + (f", nnz {s['nnz']}, indices {s['index_dtype']}" if s["sparse"] else "")
+          + ("" if s["labelled"] else ", unlabelled (no /y)")
           + f" in {time.perf_counter() - t0:.1f} s")
 
 

@@ -7,7 +7,8 @@ unless ``--no-checksums``), verified by every contiguous read of a file that has
 Layout: group ``/checksums`` with attributes ``algorithm = "sha256"``, ``block_rows = B``
 and ``version = 1``, and one ``(ceil(n / B), 32) uint8`` dataset per checked dataset,
 named like it (``/checksums/X``, ``/checksums/y``; CSR: ``/checksums/X/data``,
-``/checksums/X/indices``, ``/checksums/X/indptr``). Digest k covers rows
+``/checksums/X/indices``, ``/checksums/X/indptr``; an unlabelled file, without ``/y``,
+has no ``/checksums/y``). Digest k covers rows
 ``[kB, min(n, (k+1)B))``: their rows of ``/X`` and ``/y`` (stored dtype, native byte
 order); for CSR their nonzeros of ``/X/data`` (stored dtype) and ``/X/indices`` (as
 int64, so a writer may widen indices midway), and ``/X/indptr`` entries ``kB+1 ..
@@ -60,16 +61,18 @@ def _digest(a: np.ndarray, name: str) -> bytes:
     return hashlib.sha256(_canonical(a, name).view(np.uint8)).digest()
 
 
-def names(sparse: bool) -> tuple[str, ...]:
-    return ("X/data", "X/indices", "X/indptr", "y") if sparse else ("X", "y")
+def names(sparse: bool, labelled: bool = True) -> tuple[str, ...]:
+    """The checked datasets: those of ``/X``, and ``/y`` unless the file is unlabelled."""
+    xs = ("X/data", "X/indices", "X/indptr") if sparse else ("X",)
+    return xs + ("y",) if labelled else xs
 
 
 class BlockHasher:
     """Digests of rows as a writer appends them (any block sizes), per dataset."""
 
-    def __init__(self, sparse: bool, block_rows: int):
+    def __init__(self, sparse: bool, block_rows: int, labelled: bool = True):
         self.sparse, self.block_rows = sparse, int(block_rows)
-        self.names = names(sparse)
+        self.names = names(sparse, labelled)
         self.digests = {n: [] for n in self.names}
         self._open = {n: hashlib.sha256() for n in self.names}
         self.n = 0
@@ -77,8 +80,9 @@ class BlockHasher:
     def add(self, row0: int, arrays: dict) -> None:
         """Rows ``row0 ..`` (``row0`` = rows added so far): ``arrays`` maps each name to its
         part for those rows; CSR also passes ``"rowptr"``: int64 row ends, local, length rows + 1
-        (slices data/indices by row) and ``"X/indptr"`` (global ends of those rows)."""
-        k = len(arrays["y"])
+        (slices data/indices by row) and ``"X/indptr"`` (global ends of those rows). An
+        unlabelled writer passes no ``"y"``."""
+        k = len(arrays["X/indptr"] if self.sparse else arrays["X"])
         pos = 0
         while pos < k:
             take = min(k - pos, self.block_rows - (self.n % self.block_rows))
@@ -118,6 +122,7 @@ class FileChecksums:
 
     def __init__(self, f: h5py.File, path: str, n: int, sparse: bool):
         self.f, self.path, self.n, self.sparse = f, path, n, sparse
+        self.labelled = "y" in f   # an unlabelled file (no /y) has no /checksums/y
         g = f[GROUP]
         if g.attrs.get("algorithm") != ALGORITHM or int(g.attrs.get("version", 0)) != VERSION:
             raise MpidmlError(f"{path}: /{GROUP} has algorithm {g.attrs.get('algorithm')!r} version "
@@ -125,7 +130,7 @@ class FileChecksums:
         self.block_rows = int(g.attrs["block_rows"])
         nblocks = -(-n // self.block_rows)
         self.tables = {}
-        for name in names(sparse):
+        for name in names(sparse, self.labelled):
             if name not in g or g[name].shape != (nblocks, 32):
                 raise MpidmlError(f"{path}: /{GROUP}/{name} missing or not ({nblocks}, 32): the checksum "
                                   "table does not match the data (damaged, or the data was rewritten)")
@@ -162,11 +167,15 @@ class FileChecksums:
         f = self.f
         try:
             if not self.sparse:
-                return {"X": f["X"][ka:kb], "y": f["y"][ka:kb]}
-            ptr = f["X/indptr"][ka:kb + 1].astype(np.int64)
-            lo, hi = int(ptr[0]), int(ptr[-1])
-            return {"X/data": f["X/data"][lo:hi], "X/indices": f["X/indices"][lo:hi],
-                    "X/indptr": ptr[1:], "y": f["y"][ka:kb]}
+                arrays = {"X": f["X"][ka:kb]}
+            else:
+                ptr = f["X/indptr"][ka:kb + 1].astype(np.int64)
+                lo, hi = int(ptr[0]), int(ptr[-1])
+                arrays = {"X/data": f["X/data"][lo:hi], "X/indices": f["X/indices"][lo:hi],
+                          "X/indptr": ptr[1:]}
+            if self.labelled:
+                arrays["y"] = f["y"][ka:kb]
+            return arrays
         except (OSError, ValueError) as exc:
             raise MpidmlError(f"{self.path}: reading rows {ka}..{kb - 1} to verify their checksum failed, "
                               f"truncated or corrupt file ({exc})") from None

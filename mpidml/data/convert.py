@@ -4,14 +4,19 @@ Input is read in blocks of ``block_rows`` rows and appended to the output as it 
 so files larger than memory convert with memory bounded by one block. The output is
 written atomically (nothing under the target name unless the conversion finished).
 
-* libsvm / svmlight: ``label idx:value idx:value ... [# comment]`` → CSR; indices are
-  1-based unless ``zero_based``; ``qid:`` tokens are ignored; d is the largest index
+* libsvm / svmlight: ``label idx:value idx:value ... [# comment]`` → CSR; the index
+  base is ``zero_based`` (True/False) or, with ``"auto"`` (the default, as scikit-learn's
+  ``load_svmlight_file``), zero-based iff index 0 appears anywhere in the file (a
+  first pass looks for it); ``qid:`` tokens are ignored; d is the largest index
   + 1 unless ``n_features`` is given (a larger index is then an error). Indices are
   written int32, or int64 when a column is >= 2**31 (hashed feature spaces; the
   largest column is only known at the end, so the writer widens them on the fly);
   nothing of size d is ever allocated.
-* CSV: numeric columns → dense; the label column is ``label_column`` (index or header
-  name); a first line that is not numeric is taken as the header.
+* CSV/TSV: dense; header, label column (or none: unlabelled), string labels (mapped to
+  0..K-1, the names stored in the ``label_names`` attribute of ``/X``), missing cells and
+  categorical columns (one-hot, stored in ``categories``) as ``table.scan_csv`` decides.
+* .npy: a 2-D float array (labels from ``labels_path``, or column ``label_column`` of
+  it, or none), or a structured array (one field per column; label field by name).
 * .npz: arrays ``X`` and ``y`` (dense), or a scipy.sparse CSR ``.npz`` (``data``,
   ``indices``, ``indptr``, ``shape``) plus a labels array; members are streamed from
   the zip archive, compressed or not.
@@ -22,7 +27,9 @@ Errors name the input file and line (or member).
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -31,9 +38,10 @@ from ..runtime.errors import MpidmlError
 from .layout import CSRMatrix
 from .writer import DataSetWriter
 
-__all__ = ["convert", "libsvm_blocks", "csv_blocks", "detect_format", "FORMATS"]
+__all__ = ["convert", "libsvm_blocks", "libsvm_index_base", "detect_format", "stored_label_names",
+           "FORMATS"]
 
-FORMATS = ("libsvm", "csv", "npz")
+FORMATS = ("libsvm", "csv", "npz", "npy")
 BLOCK_ROWS = 65536
 
 
@@ -43,8 +51,8 @@ def detect_format(path: str) -> str:
         return "libsvm"
     if ext in (".csv", ".tsv", ".txt"):
         return "csv"
-    if ext == ".npz":
-        return "npz"
+    if ext in (".npz", ".npy"):
+        return ext[1:]
     raise MpidmlError(f"{path}: cannot tell the format from the extension; pass --format "
                       f"{'|'.join(FORMATS)}")
 
@@ -85,6 +93,32 @@ def libsvm_blocks(path: str, zero_based: bool = False, n_features: int | None = 
             yield _csr_block(cols, vals, indptr, n_features, dtype), np.array(labels)
 
 
+def libsvm_index_base(path: str) -> tuple[bool, str]:
+    """(zero_based, why) of a libsvm file, as scikit-learn's ``zero_based="auto"``: zero-based
+    iff a ``0:`` feature index appears (the first pass stops there), unless the file says
+    ``# Column indices are zero-based|one-based`` (``dump_svmlight_file(comment=...)``)."""
+    pat = re.compile(r"(?:^|\s)[+]?0+:")
+    said = re.compile(r"#\s*column indices are (zero|one)-based", re.I)
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            m = said.search(line) if "#" in line else None
+            if m:
+                return m.group(1).lower() == "zero", f"{m.group(1).lower()}-based (line {lineno} says so)"
+            if "0:" in line and pat.search(line.split("#", 1)[0]):
+                return True, f"zero-based (index 0 on line {lineno})"
+    return False, ("one-based (no index 0 in the file; if it is zero-based all the same, e.g. written by "
+                   "scikit-learn's dump_svmlight_file, pass --zero-based yes)")
+
+
+def stored_label_names(path: str) -> list[str] | None:
+    """The class names of a converted file whose string labels were mapped to 0..K-1."""
+    from .layout import open_h5
+
+    with open_h5(path) as f:
+        names = f["X"].attrs.get("label_names") if "X" in f else None
+    return json.loads(names) if names is not None else None
+
+
 def _csr_block(cols, vals, indptr, d, dtype) -> CSRMatrix:
     indptr = np.array(indptr, np.int64)
     cols = np.array(cols, np.int64)
@@ -93,49 +127,6 @@ def _csr_block(cols, vals, indptr, d, dtype) -> CSRMatrix:
     row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     order = np.lexsort((cols, row))
     return CSRMatrix(vals[order], cols[order], indptr, (len(indptr) - 1, d or 0))
-
-
-def csv_blocks(path: str, label_column="0", delimiter: str = ",", block_rows: int = BLOCK_ROWS,
-               dtype=np.float32):
-    """Yield (X dense block, labels float64) from a CSV file of numbers."""
-    with open(path) as fh:
-        first = fh.readline()
-        if not first.strip():
-            raise MpidmlError(f"{path}: empty file")
-        cells = [c.strip() for c in first.rstrip("\n").split(delimiter)]
-        header = None
-        try:
-            [float(c) for c in cells]
-        except ValueError:
-            header = cells
-        ncol = len(cells)
-        if str(label_column).lstrip("-").isdigit():
-            lab = int(label_column) % ncol
-        elif header and label_column in header:
-            lab = header.index(label_column)
-        else:
-            raise MpidmlError(f"{path}: no label column {label_column!r} (header: {header})")
-        feats = [i for i in range(ncol) if i != lab]
-        lines, start_line = ([] if header else [first]), (2 if header else 1)
-
-        def parse(block, line0):
-            try:
-                a = np.loadtxt(io.StringIO("".join(block)), delimiter=delimiter, ndmin=2, dtype=np.float64)
-            except ValueError as exc:
-                raise MpidmlError(f"{path}: lines {line0}..{line0 + len(block) - 1}: {exc}") from None
-            if a.shape[1] != ncol:
-                raise MpidmlError(f"{path}: line {line0}..: {a.shape[1]} columns, {ncol} expected")
-            return a[:, feats].astype(dtype), a[:, lab]
-
-        for line in fh:
-            if line.strip():
-                lines.append(line)
-            if len(lines) == block_rows:
-                yield parse(lines, start_line)
-                start_line += len(lines)
-                lines = []
-        if lines:
-            yield parse(lines, start_line)
 
 
 class _NpyStream:
@@ -212,49 +203,127 @@ def _npz_csr(zf, path, y_key, labels_path, block_rows):
                y[a:b])
 
 
+def npy_blocks(path: str, labels_path: str | None = None, label_column=None, block_rows: int = BLOCK_ROWS):
+    """Yield (X block, labels or None) from a .npy file: a 2-D numeric array (labels from
+    ``labels_path``, or its column ``label_column``, or ``"none"``), or a structured
+    array of numeric fields (the label field named by ``label_column``, by default one
+    called label/y/target/class). Read through a memory map, a block at a time."""
+    from .table import LABEL_NAMES
+
+    def load(p):
+        try:
+            return np.load(p, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise MpidmlError(f"{p}: not a readable .npy of numbers ({exc})") from None
+
+    A = load(path)
+    spec = None if label_column is None else str(label_column)
+    if A.dtype.names:
+        names = list(A.dtype.names)
+        if spec is None and labels_path is None:
+            found = [n for n in names if n.lower() in LABEL_NAMES]
+            if not found:
+                raise MpidmlError(f"{path}: which field holds the labels? None of {names} is named "
+                                  f"{'/'.join(LABEL_NAMES)}; pass --label-column NAME, --labels FILE.npy "
+                                  "or --label-column none")
+            spec = found[0]
+        label = None if spec is None or spec.lower() == "none" else spec
+        if label is not None and label not in names:
+            raise MpidmlError(f"{path}: no field {label!r} (fields: {names})")
+        feats = [n for n in names if n != label]
+        bad = [n for n in feats + ([label] if label else []) if A.dtype[n].kind not in "iufb" or A.dtype[n].shape]
+        if bad:
+            raise MpidmlError(f"{path}: fields {bad} are not numeric scalars")
+        cols = lambda a, b: np.column_stack([A[n][a:b] for n in feats])  # noqa: E731
+        labels = (lambda a, b: A[label][a:b]) if label else None
+    else:
+        if A.ndim != 2 or A.dtype.kind not in "iufb":
+            raise MpidmlError(f"{path}: array of shape {A.shape} dtype {A.dtype}; a 2-D numeric (n, d) "
+                              "array (or a structured array) expected")
+        keep = np.arange(A.shape[1])
+        if labels_path is not None:
+            Y = load(labels_path)
+            if Y.ndim != 1 or Y.shape[0] != A.shape[0]:
+                raise MpidmlError(f"{labels_path}: labels of shape {Y.shape}; ({A.shape[0]},) expected "
+                                  f"for the rows of {path}")
+            labels = lambda a, b: Y[a:b]  # noqa: E731
+        elif spec is not None and spec.lower() == "none":
+            labels = None
+        elif spec is not None and spec.lstrip("-").isdigit() and -A.shape[1] <= int(spec) < A.shape[1]:
+            j = int(spec) % A.shape[1]
+            keep = keep[keep != j]
+            labels = lambda a, b: A[a:b, j]  # noqa: E731
+        else:
+            raise MpidmlError(f"{path}: where are the labels? Pass --labels FILE.npy, --label-column INDEX "
+                              "(a column of the array) or --label-column none (unlabelled)"
+                              + (f"; {spec!r} is not a column index 0..{A.shape[1] - 1}" if spec else ""))
+        full = len(keep) == A.shape[1]
+        cols = lambda a, b: np.asarray(A[a:b]) if full else np.asarray(A[a:b])[:, keep]  # noqa: E731
+    n = A.shape[0]
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        yield np.ascontiguousarray(cols(a, b)), (None if labels is None else np.asarray(labels(a, b)))
+
+
 def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_dtype=np.float32,
-            zero_based: bool = False, n_features: int | None = None, label_column="0",
-            delimiter: str = ",", x_key: str = "X", y_key: str = "y", labels_path: str | None = None,
-            block_rows: int = BLOCK_ROWS, checksums: bool = False) -> dict:
+            zero_based="auto", n_features: int | None = None, label_column=None,
+            delimiter: str | None = None, x_key: str = "X", y_key: str = "y", labels_path: str | None = None,
+            block_rows: int = BLOCK_ROWS, header: str = "auto", na: str = "error", categorical: str = "none",
+            ignore_columns: str | None = None, checksums: bool = False) -> dict:
     """Convert ``src`` to the HDF5 file ``dst`` (atomically, with content checksums if
-    ``checksums``: the CLI's default); returns a summary dict."""
+    ``checksums``: the CLI's default); returns a summary dict.
+
+    ``zero_based``: True, False or "auto" (libsvm). ``label_column``: CSV/.npy label
+    column (name or 0-based index), ``"none"`` for an unlabelled output (no ``/y``), or
+    None (CSV: a header column named label/y/target/class, else an error).
+    ``delimiter``: CSV delimiter (None: tab for .tsv, else comma; backslash escapes
+    interpreted). ``header``, ``na``, ``categorical``, ``ignore_columns``: see
+    ``table.scan_csv``. The summary says what was decided: ``index_base`` (libsvm),
+    ``label_names``, ``categories``, ``na_dropped``."""
     if not os.path.exists(src):
         raise MpidmlError(f"{src}: no such file")
     from ..runtime.outputs import check_output
     check_output(dst, "data", "output", [("the conversion", src), ("--labels", labels_path)])
     fmt = fmt or detect_format(src)
-    dtype, label_dtype = np.dtype(dtype), np.dtype(label_dtype)
+    dtype = np.dtype(dtype)
+    label_dtype = np.dtype(label_dtype)
+    info: dict = {}
+    attrs = {"converted_from": os.path.abspath(src), "format": fmt}
     if fmt == "libsvm":
+        zero_based = _index_base(src, zero_based, info, attrs)
         blocks = libsvm_blocks(src, zero_based, n_features, block_rows, dtype)
         # int32 indices unless a column needs int64 (decided while streaming: see the writer)
         index_dtype = "auto" if n_features is None or n_features > 2**31 else np.int32
         sparse, d = True, n_features or 0
     elif fmt == "csv":
-        blocks = csv_blocks(src, label_column, delimiter, block_rows, dtype)
-        sparse, index_dtype, d = False, None, None
+        blocks, d = _csv_blocks(src, label_column, delimiter, header, na, categorical, ignore_columns,
+                                block_rows, dtype, info, attrs)
+        sparse, index_dtype = False, None
     elif fmt == "npz":
         blocks = npz_blocks(src, x_key, y_key, labels_path, block_rows)
         sparse, index_dtype, d = None, None, None
+    elif fmt == "npy":
+        blocks = npy_blocks(src, labels_path, label_column, block_rows)
+        sparse, index_dtype, d = False, None, None
     else:
         raise MpidmlError(f"unknown format {fmt!r}; one of {FORMATS}")
     blocks = iter(blocks)
     first = next(blocks, None)
     if first is None:
         raise MpidmlError(f"{src}: no rows")
-    X0, _ = first
+    X0, y0 = first
     if sparse is None:
         sparse = isinstance(X0, CSRMatrix)
-        if not sparse:
-            dtype = X0.dtype if X0.dtype.kind == "f" else dtype  # .npz float arrays keep their dtype
+    if not sparse and fmt in ("npz", "npy"):
+        dtype = X0.dtype if X0.dtype.kind == "f" else dtype  # binary float arrays keep their dtype
     if sparse and fmt == "npz":
         d, index_dtype = X0.d, X0.indices.dtype
         dtype = X0.data.dtype if X0.data.dtype.kind == "f" else dtype
     if not sparse:
         d = X0.shape[1]
-    attrs = {"converted_from": os.path.abspath(src), "format": fmt}
     max_col = -1
-    with DataSetWriter(dst, d, dtype, label_dtype, sparse=sparse, index_dtype=index_dtype or np.int32,
-                       attrs=attrs, checksums=checksums) as w:
+    with DataSetWriter(dst, d, dtype, None if y0 is None else label_dtype, sparse=sparse,
+                       index_dtype=index_dtype or np.int32, attrs=attrs, checksums=checksums) as w:
         for X, y in _chain(first, blocks):
             if sparse and X.nnz:
                 max_col = max(max_col, int(X.indices.max()))
@@ -262,7 +331,44 @@ def convert(src: str, dst: str, fmt: str | None = None, dtype=np.float32, label_
         if sparse and fmt == "libsvm":
             w.d = max(n_features or 0, max_col + 1)
     return {"rows": w.n, "d": w.d, "nnz": w.nnz if sparse else None, "sparse": sparse,
-            "dtype": str(dtype), "index_dtype": str(w.index_dtype) if sparse else None, "path": dst}
+            "dtype": str(dtype), "index_dtype": str(w.index_dtype) if sparse else None, "path": dst,
+            "labelled": y0 is not None, **info}
+
+
+def _index_base(src: str, zero_based, info: dict, attrs: dict) -> bool:
+    """libsvm: whether indices are zero-based (``zero_based`` True/False/"auto"/"yes"/"no");
+    records the decision in ``info`` (summary) and ``attrs`` (of /X)."""
+    if zero_based == "auto":
+        zero_based, info["index_base"] = libsvm_index_base(src)
+    elif isinstance(zero_based, str):
+        if zero_based not in ("yes", "no"):
+            raise MpidmlError(f"--zero-based {zero_based!r}: auto, yes or no expected")
+        zero_based = zero_based == "yes"
+    info.setdefault("index_base", "zero-based" if zero_based else "one-based")
+    attrs["index_base"] = 0 if zero_based else 1
+    return bool(zero_based)
+
+
+def _csv_blocks(src, label_column, delimiter, header, na, categorical, ignore_columns, block_rows, dtype,
+                info: dict, attrs: dict):
+    """CSV/TSV: scan ``src`` (``table.scan_csv``), record the decisions in ``info`` and
+    ``attrs``; returns (blocks, d)."""
+    from .table import scan_csv, table_blocks, unescape_delimiter
+
+    if delimiter is None:
+        delimiter = "\t" if src.lower().endswith(".tsv") else ","
+    plan = scan_csv(src, label_column, unescape_delimiter(delimiter), header, na, categorical, ignore_columns)
+    info.update(label_names=plan.label_names, na_dropped=plan.na_rows,
+                categories={plan.names[c]: v for c, v in plan.categories.items()},
+                label=None if plan.label is None else plan.names[plan.label])
+    if plan.label_names:
+        attrs["label_names"] = json.dumps(plan.label_names)
+    if plan.categories:
+        attrs["categories"] = json.dumps(info["categories"])
+        attrs["feature_names"] = json.dumps(plan.feature_names())
+    if plan.na_rows == plan.rows:
+        raise MpidmlError(f"{src}: every row has a missing cell; nothing left after --na drop")
+    return table_blocks(plan, block_rows, dtype), plan.d
 
 
 def _chain(first, blocks):

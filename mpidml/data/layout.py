@@ -33,8 +33,8 @@ __all__ = ["CSRMatrix", "LABEL_MODES", "FileSchema", "DataSet", "open_h5", "read
            "resolve_sources", "input_files", "first_unwritten", "open_dataset", "csr_take_rows", "csr_concat"]
 
 # binary: 0/1 (logistic; -1/+1 accepted and mapped); classes: integers 0..K-1 (softmax, MLP);
-# real: any finite (least squares)
-LABEL_MODES = ("binary", "classes", "real")
+# real: any finite (least squares); none: labels not used (predictions; /y may be absent)
+LABEL_MODES = ("binary", "classes", "real", "none")
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 _INDEX_DTYPES = (np.int32, np.int64)
@@ -112,7 +112,7 @@ class FileSchema:
     n: int
     d: int
     dtype: np.dtype              # of X (dense) or X/data (CSR)
-    y_dtype: np.dtype
+    y_dtype: np.dtype | None     # None: no /y (unlabelled)
     sparse: bool
     index_dtype: np.dtype | None = None   # CSR column indices
     nnz: int | None = None
@@ -121,7 +121,7 @@ class FileSchema:
     def layout(self) -> str:
         """What must agree between the shards of one data set (d, dtypes, dense/CSR)."""
         kind = f"CSR (indices {self.index_dtype})" if self.sparse else "dense"
-        return f"{kind} X with d={self.d} {self.dtype}, y {self.y_dtype}"
+        return f"{kind} X with d={self.d} {self.dtype}, " + (f"y {self.y_dtype}" if self.y_dtype else "no /y")
 
 
 def open_h5(path: str, chunk_cache_bytes: int | None = None) -> h5py.File:
@@ -287,11 +287,12 @@ def read_schema(f: h5py.File, path: str) -> FileSchema:
     """Validate the structure of an open file (datasets, shapes, dtypes); read no rows."""
     if "X" not in f:
         raise MpidmlError(f"{path}: missing dataset /X (features)")
-    y = _dataset(f, path, "y", "labels, shape (n,)")
-    if y.ndim != 1:
+    y = _dataset(f, path, "y", "labels, shape (n,)") if "y" in f else None   # None: unlabelled
+    if y is not None and y.ndim != 1:
         raise MpidmlError(f"{path}: /y must be 1-D (n,), has shape {y.shape}")
-    if y.dtype.kind not in "iuf":
+    if y is not None and y.dtype.kind not in "iuf":
         raise MpidmlError(f"{path}: /y has dtype {y.dtype}; a numeric dtype is expected")
+    y_dtype = y.dtype if y is not None else None
     if isinstance(f["X"], h5py.Group):
         g = f["X"]
         need = "CSR group /X needs data, indices, indptr and attribute shape"
@@ -323,7 +324,7 @@ def read_schema(f: h5py.File, path: str) -> FileSchema:
         if ends[0] != 0 or ends[-1] != nnz:
             raise MpidmlError(f"{path}: /X/indptr must start at 0 and end at nnz={nnz}, "
                               f"is {int(ends[0])}..{int(ends[-1])}")
-        schema = FileSchema(path, n, d, data.dtype, y.dtype, True, indices.dtype, nnz, data.chunks)
+        schema = FileSchema(path, n, d, data.dtype, y_dtype, True, indices.dtype, nnz, data.chunks)
         _refuse_unwritten(f, path, "X/indptr")
         for name in ("X/data", "X/indices"):
             _refuse_unwritten(f, path, name, indptr)
@@ -333,13 +334,14 @@ def read_schema(f: h5py.File, path: str) -> FileSchema:
             raise MpidmlError(f"{path}: /X must be 2-D (n, d), has shape {getattr(X, 'shape', None)}")
         if X.dtype.type not in _FLOAT_DTYPES:
             raise MpidmlError(f"{path}: /X has dtype {X.dtype}; float32 or float64 expected")
-        schema = FileSchema(path, X.shape[0], X.shape[1], X.dtype, y.dtype, False, chunks=X.chunks)
+        schema = FileSchema(path, X.shape[0], X.shape[1], X.dtype, y_dtype, False, chunks=X.chunks)
         _refuse_unwritten(f, path, "X")
-    if y.shape[0] != schema.n:
+    if y is not None and y.shape[0] != schema.n:
         raise MpidmlError(f"{path}: /X has {schema.n} rows but /y has {y.shape[0]}")
     if schema.n == 0:
         raise MpidmlError(f"{path}: /X has zero rows (an empty file is not a data set)")
-    _refuse_unwritten(f, path, "y")
+    if y is not None:
+        _refuse_unwritten(f, path, "y")
     return schema
 
 
@@ -416,6 +418,11 @@ class DataSet:
     @property
     def sparse(self) -> bool:
         return self.files[0].sparse
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the files have ``/y`` (all shards agree: it is part of the layout)."""
+        return self.files[0].y_dtype is not None
 
     @property
     def nnz(self) -> int | None:

@@ -31,7 +31,8 @@ from .layout import LABEL_MODES, CSRMatrix, DataSet, csr_concat, csr_take_rows, 
 from .partition import file_spans, shard_rows
 
 __all__ = ["Shard", "load_shard", "load_shard_collective", "load_feature_block", "read_header", "RowReader",
-           "LabelPlan", "label_summary", "decide_labels", "check_labels", "announce", "READ_BLOCK_BYTES"]
+           "LabelPlan", "label_summary", "require_labels", "decide_labels", "check_labels", "announce",
+           "READ_BLOCK_BYTES"]
 
 # Row-set reads (shuffled / sampled rows) go through blocks of about this many bytes.
 READ_BLOCK_BYTES = 64 << 20
@@ -125,6 +126,8 @@ class RowReader:
         self._files: dict[int, h5py.File] = {}
         self._sums: dict = {}          # shard index -> FileChecksums or None
         self.blocks_verified = 0
+        # an unlabelled data set (no /y) reads as zero labels of this dtype (labels="none")
+        self.y_dtype = ds.y_dtype if ds.labelled else np.dtype(np.float32)
 
     def file(self, i: int) -> h5py.File:
         """The open h5py file of shard ``i`` (opened on first use)."""
@@ -183,14 +186,14 @@ class RowReader:
             if not parts:
                 return (CSRMatrix(np.zeros(0, self.ds.dtype), np.zeros(0, self.ds.files[0].index_dtype),
                                   np.zeros(1, np.int64), (0, self.width)),
-                        np.zeros(0, self.ds.y_dtype))
+                        np.zeros(0, self.y_dtype))
             return csr_concat(parts), (ys[0] if len(ys) == 1 else np.concatenate(ys))
         from .limits import check_read_size
 
         check_read_size(self.ds.spec, start, stop, (stop - start) * (self.width * self.ds.dtype.itemsize
-                                                                     + self.ds.y_dtype.itemsize), "dense /X and /y")
+                                                                     + self.y_dtype.itemsize), "dense /X and /y")
         X = np.empty((stop - start, self.width), dtype=self.ds.dtype)
-        y = np.empty(stop - start, dtype=self.ds.y_dtype)
+        y = np.zeros(stop - start, dtype=self.y_dtype)
         o = 0
         for i, a, b in spans:
             self._read_dense(i, a, b, X[o:o + b - a], y[o:o + b - a])
@@ -200,7 +203,7 @@ class RowReader:
     def _read_dense(self, i, a, b, X_out, y_out) -> None:
         f, path = self.file(i), self.ds.files[i].path
         c0, c1 = self.columns
-        for name, out, sel in (("X", X_out, np.s_[a:b, c0:c1]), ("y", y_out, np.s_[a:b])):
+        for name, out, sel in (("X", X_out, np.s_[a:b, c0:c1]), ("y", y_out, np.s_[a:b]))[:1 + self.ds.labelled]:
             try:
                 f[name].read_direct(out, sel)
             except (OSError, KeyError) as exc:
@@ -230,7 +233,7 @@ class RowReader:
         try:
             data = f["X/data"][lo:hi]
             indices = f["X/indices"][lo:hi]
-            y = f["y"][a:b]
+            y = f["y"][a:b] if self.ds.labelled else np.zeros(b - a, self.y_dtype)
         except (OSError, KeyError) as exc:
             raise _corrupt(path, "X/data, /X/indices or /y", a, b, exc) from None
 
@@ -288,7 +291,7 @@ class RowReader:
         else:
             Xu = np.concatenate(Xs) if Xs else np.empty((0, self.ds.d), self.ds.dtype)
             X = Xu if ordered else Xu[inverse]
-        yu = np.concatenate(ys) if ys else np.empty(0, self.ds.y_dtype)
+        yu = np.concatenate(ys) if ys else np.empty(0, self.y_dtype)
         return X, (yu if ordered else yu[inverse])
 
 
@@ -300,6 +303,7 @@ _VALID = {
     "binary": (lambda y: (y == 0) | (y == 1) | (y == -1), "binary labels must be 0/1 (or -1/+1)"),
     "classes": (lambda y: (y >= 0) & (y == np.floor(y)), "class labels must be integers 0..K-1"),
     "real": (np.isfinite, "labels must be finite"),
+    "none": (lambda y: np.ones(y.shape, bool), ""),
 }
 
 
@@ -395,9 +399,19 @@ def _apply(plan: LabelPlan, shard: Shard) -> Shard:
     return shard
 
 
+def require_labels(ds: DataSet, labels: str) -> None:
+    """Refuse an unlabelled data set (no ``/y``) unless ``labels == "none"``."""
+    if labels != "none" and not ds.labelled:
+        raise MpidmlError(f"{ds.files[0].path}: missing dataset /y: has no labels (an unlabelled data "
+                          f"set, for predictions only); training and evaluation need {labels} labels in /y "
+                          "(convert with --label-column NAME|INDEX)")
+
+
 def _read_local(ds: DataSet, size: int, rank: int, labels: str, rows,
                 columns=None) -> tuple[Shard, dict]:
-    """This rank's rows, values validated, labels checked for the mode; and its label summary."""
+    """This rank's rows, values validated, labels checked for the mode; and its label summary.
+    ``labels="none"``: labels are not read when the data set has none (``y`` is zeros)."""
+    require_labels(ds, labels)
     with RowReader(ds, columns=columns) as reader:
         if rows is None:
             start, stop = shard_rows(ds.n, size, rank) if rank >= 0 else (0, 0)
@@ -451,7 +465,7 @@ def load_shard(path, size: int, rank: int, labels: str = "binary", rows=None,
     ds = open_dataset(path)
     shard, summary = _read_local(ds, size, rank, labels, rows)
     with RowReader(ds) as reader:
-        summaries = _scan_labels(ds, labels) if labels != "real" else [summary]
+        summaries = _scan_labels(ds, labels) if labels not in ("real", "none") else [summary]
         plan = decide_labels(labels, summaries, reader.where, n_classes)
     return _apply(plan, shard)
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..runtime.errors import fail_together
 from .layout import DataSet, open_dataset
-from .loader import LabelPlan, RowReader, announce, check_labels, decide_labels, label_summary
+from .loader import LabelPlan, RowReader, announce, check_labels, decide_labels, label_summary, require_labels
 from .partition import file_spans, shard_rows
 
 __all__ = ["MIN_MEMORY_BUDGET", "CHUNK_CACHE_BYTES", "Chunk", "ChunkStream", "chunk_bytes_for",
@@ -204,6 +204,7 @@ def open_stream_collective(comm, spec, budget: int, labels: str = "binary", pref
 
     def local():
         ds = open_dataset(spec, check_sizes=True)
+        require_labels(ds, labels)
         start, stop = shard_rows(ds.n, size, rank) if rank >= 0 else (0, 0)
         return ds, start, stop, _scan_own_labels(ds, start, stop, labels)
 

@@ -39,6 +39,9 @@ class DataSetWriter:
 
     ``checksums=True`` also writes ``/checksums`` (SHA-256 per block of rows and dataset,
     ``data/checksum.py``), verified by ``data check`` and at every load.
+
+    ``y_dtype=None`` writes an unlabelled data set (no ``/y``; ``append(X, None)``; no
+    ``/checksums/y``).
     """
 
     def __init__(self, path, d: int, dtype=np.float32, y_dtype=np.float32, sparse: bool = False,
@@ -47,7 +50,7 @@ class DataSetWriter:
         self.path = path
         self.d = int(d)
         self.dtype = np.dtype(dtype)
-        self.y_dtype = np.dtype(y_dtype)
+        self.y_dtype = None if y_dtype is None else np.dtype(y_dtype)
         self.sparse = sparse
         self.auto_index = isinstance(index_dtype, str) and index_dtype == "auto"
         self.index_dtype = np.dtype(np.int32 if self.auto_index else index_dtype)
@@ -59,7 +62,8 @@ class DataSetWriter:
         self.hasher = None
         if checksums:   # SHA-256 per block of rows (data/checksum.py), verified at load
             from .checksum import BlockHasher, block_rows_for
-            self.hasher = BlockHasher(sparse, block_rows_for(self.d, self.dtype.itemsize, sparse))
+            self.hasher = BlockHasher(sparse, block_rows_for(self.d, self.dtype.itemsize, sparse),
+                                      labelled=self.y_dtype is not None)
 
     def __enter__(self):
         self._atomic = atomic_path(self.path)
@@ -71,8 +75,9 @@ class DataSetWriter:
             os.chmod(tmp, 0o666 & ~umask)
             self._f = h5py.File(tmp, "w")
             f, c = self._f, self.compression
-            self._y = f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=self.y_dtype,
-                                       chunks=(self.chunk_rows,), compression=c)
+            if self.y_dtype is not None:
+                self._y = f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=self.y_dtype,
+                                           chunks=(self.chunk_rows,), compression=c)
             if self.sparse:
                 g = f.create_group("X")
                 self._data = g.create_dataset("data", shape=(0,), maxshape=(None,), dtype=self.dtype,
@@ -92,14 +97,17 @@ class DataSetWriter:
         return self
 
     def append(self, X, y) -> None:
-        """Append a block of rows: ``X`` (k, d) array or ``CSRMatrix`` with k rows, ``y`` (k,)."""
-        y = np.asarray(y)
-        k = y.shape[0]
+        """Append a block of rows: ``X`` (k, d) array or ``CSRMatrix`` with k rows, ``y`` (k,)
+        (``None`` for an unlabelled writer)."""
+        if (y is None) != (self.y_dtype is None):
+            raise ValueError("labels given to an unlabelled writer" if y is not None else "block has no labels")
+        k = X.n if isinstance(X, CSRMatrix) else np.shape(X)[0]
+        y = None if y is None else np.asarray(y)
+        if y is not None and y.shape[0] != k:
+            raise ValueError(f"block has {k} rows but {y.shape[0]} labels")
         if self.sparse:
             if not isinstance(X, CSRMatrix):
                 raise TypeError("sparse writer needs CSRMatrix blocks")
-            if X.n != k:
-                raise ValueError(f"block has {X.n} rows but {k} labels")
             nnz = X.nnz
             self._data.resize((self.nnz + nnz,))
             self._data[self.nnz:] = X.data[:nnz].astype(self.dtype, copy=False)
@@ -116,10 +124,12 @@ class DataSetWriter:
             ends = np.asarray(X.indptr[1:], np.int64) + self.nnz
             self._indptr[self.n + 1:] = ends
             if self.hasher is not None:
-                self.hasher.add(self.n, {"X/data": X.data[:nnz].astype(self.dtype, copy=False),
-                                         "X/indices": X.indices[:nnz], "X/indptr": ends,
-                                         "rowptr": np.asarray(X.indptr, np.int64),
-                                         "y": y.astype(self.y_dtype, copy=False)})
+                arrays = {"X/data": X.data[:nnz].astype(self.dtype, copy=False),
+                          "X/indices": X.indices[:nnz], "X/indptr": ends,
+                          "rowptr": np.asarray(X.indptr, np.int64)}
+                if y is not None:
+                    arrays["y"] = y.astype(self.y_dtype, copy=False)
+                self.hasher.add(self.n, arrays)
             self.nnz += nnz
         else:
             X = np.asarray(X)
@@ -128,10 +138,13 @@ class DataSetWriter:
             self._X.resize((self.n + k, self.d))
             self._X[self.n:] = X.astype(self.dtype, copy=False)
             if self.hasher is not None:
-                self.hasher.add(self.n, {"X": X.astype(self.dtype, copy=False),
-                                         "y": y.astype(self.y_dtype, copy=False)})
-        self._y.resize((self.n + k,))
-        self._y[self.n:] = y.astype(self.y_dtype, copy=False)
+                arrays = {"X": X.astype(self.dtype, copy=False)}
+                if y is not None:
+                    arrays["y"] = y.astype(self.y_dtype, copy=False)
+                self.hasher.add(self.n, arrays)
+        if y is not None:
+            self._y.resize((self.n + k,))
+            self._y[self.n:] = y.astype(self.y_dtype, copy=False)
         self.n += k
 
     def _widen_indices(self) -> None:

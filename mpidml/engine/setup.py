@@ -288,6 +288,7 @@ def describe_optimizer(cfg, name: str) -> str:
 def _open_checkpoints(t) -> None:
     """Collective: the checkpointer and, with --resume, the state to continue from."""
     from ..checkpoint import Checkpointer
+    from ..data.convert import stored_label_names
 
     cfg, log = t.cfg, t.log
     kind = cfg.model if t.user_model is None else describe_model(cfg, t.model, t.n_classes, t.user_model)
@@ -299,6 +300,10 @@ def _open_checkpoints(t) -> None:
                     "nparams": getattr(t.model, "nparams_full", t.model.nparams),
                     "classes": t.n_classes, "hidden": cfg.hidden if cfg.model == "mlp" else "",
                     "optimizer": t.optimizer_name, "algo": cfg.algo}
+    ds = getattr(t.shard, "dataset", None)
+    names = stored_label_names(ds.files[0].path) if ds is not None and t.n_classes else None
+    if names:   # string labels mapped by `data convert`: predict names the classes
+        t.model_desc["label_names"] = names
     t.ckpt = None
     t.start_step = 0
     if not cfg.checkpoint_dir:

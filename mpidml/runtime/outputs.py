@@ -6,8 +6,10 @@ convert``/``synth`` outputs, ``bench --json``) goes through ``check_output``:
 * an output that is one of the run's **input files** (same inode: hard links and
   symlinks count) is refused;
 * an output that **exists and holds another kind of file** is refused. The kind is told
-  by content, not by extension (``file_kind``): an HDF5 file is a data set, a saved
-  model, a checkpoint, predictions or other HDF5; a text file is a metrics log (first
+  by content, not by extension (``file_kind``): an HDF5 file is a data set (labelled or
+  not), a saved model, a checkpoint, predictions or other HDF5; predictions are also
+  predict's CSV/TSV table (header ``row,prediction,...``) and its structured ``.npy``
+  (fields ``row``, ``prediction``, ...); a text file is a metrics log (first
   line a JSON object with ``"type"``), a Chrome trace (``{"traceEvents"``), other JSON,
   or other text. A file of the expected kind (re-running a command) or an empty file
   may be replaced;
@@ -46,6 +48,7 @@ _DESCRIBE = {
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
 _TRACE = re.compile(rb'^\s*\{\s*"traceEvents"')
 
 
@@ -62,6 +65,8 @@ def _hdf5_kind(path: str) -> str:
                 return "model"
             if "prediction" in f and "score" in f:
                 return "predictions"
+            if "X" in f:            # an unlabelled data set (no /y)
+                return "data"
     except OSError:
         pass
     return "hdf5"
@@ -87,11 +92,15 @@ def file_kind(path: str) -> str | None:
     # HDF5 signature at 0 or after a user block (512, 1024, 2048, ...)
     if head.startswith(_HDF5_MAGIC) or _HDF5_MAGIC in head[512:] or _hdf5_at_userblock(path):
         return _hdf5_kind(path)
+    if head.startswith(_NPY_MAGIC):
+        return "predictions" if _npy_fields(path)[:2] == ("row", "prediction") else "binary"
     if b"\0" in head:
         return "binary"
     if _TRACE.match(head):
         return "trace"
     first = head.split(b"\n", 1)[0]
+    if re.split(rb"[,\t]", first.strip())[:2] == [b"row", b"prediction"]:
+        return "predictions"   # predict's CSV/TSV table
     try:
         obj = json.loads(first)
         if isinstance(obj, dict) and "type" in obj:
@@ -99,6 +108,17 @@ def file_kind(path: str) -> str | None:
     except ValueError:
         pass
     return "json" if head.lstrip()[:1] in (b"{", b"[") else "text"
+
+
+def _npy_fields(path: str) -> tuple[str, ...]:
+    """The field names of the structured array in ``.npy`` file ``path`` (() if none or unreadable)."""
+    import numpy as np
+
+    try:
+        dtype = np.load(path, mmap_mode="r").dtype   # reads the header only
+    except (OSError, ValueError):
+        return ()
+    return tuple(dtype.names or ())
 
 
 def _hdf5_at_userblock(path: str) -> bool:
