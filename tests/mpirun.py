@@ -124,3 +124,18 @@ def run_mpi(n: int, args: list[str], timeout: float = 120, env: dict | None = No
             cwd: str | None = None) -> Result:
     """``mpiexec -n n python ARGS...`` with a (scaled) timeout."""
     return run([mpiexec_path(), "-n", str(n), sys.executable, *args], timeout, env, cwd)
+
+
+def run_case_report(prog: str, p: int, timeout: float = 300) -> list[str]:
+    """Run an MPI case program that prints ``{"p": P, "results": [{"case", "ok", ...}]}`` as
+    its last line (rank 0); fail on a non-zero exit, a wrong size or any case not ok, and
+    return the names of the cases that ran (in order)."""
+    import json
+
+    res = run_mpi(p, [prog], timeout=timeout)
+    assert res.returncode == 0, res.output
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["p"] == p
+    bad = [c for c in report["results"] if not c["ok"]]
+    assert not bad, bad
+    return [c["case"] for c in report["results"]]
