@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 from mpi4py import MPI
+from report import Report  # tests/mpi_progs/report.py
 
 from mpidml.algos import AlgoContext, make_algorithm
 from mpidml.comm import topology as topo
@@ -21,13 +22,8 @@ from mpidml.train import TrainConfig
 
 comm = MPI.COMM_WORLD.Dup()
 p, rank = comm.Get_size(), comm.Get_rank()
-results = []
-
-
-def record(name, ok, detail=""):
-    oks = comm.allgather(bool(ok))
-    results.append({"case": name, "ok": all(oks), "detail": str(detail),
-                    "bad_ranks": [r for r, o in enumerate(oks) if not o]})
+report = Report(comm)
+results, record = report.results, report.record
 
 
 N, D = 103, 7

@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 from mpi4py import MPI
+from report import Report  # tests/mpi_progs/report.py
 
 from mpidml.comm import debug
 from mpidml.comm.codecs import make_codec
@@ -28,13 +29,8 @@ from mpidml.comm.select import policy
 
 comm = MPI.COMM_WORLD.Dup()
 p, rank = comm.Get_size(), comm.Get_rank()
-results = []
-
-
-def record(name, ok, detail=""):
-    oks = comm.allgather(bool(ok))
-    results.append({"case": name, "ok": all(oks), "detail": str(detail),
-                    "bad_ranks": [r for r, o in enumerate(oks) if not o]})
+report = Report(comm)
+results, record = report.results, report.record
 
 
 def inputs(n, dtype, r, trial=0):

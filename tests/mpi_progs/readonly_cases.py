@@ -17,19 +17,15 @@ import json
 
 import numpy as np
 from mpi4py import MPI
+from report import Report  # tests/mpi_progs/report.py
 
 from mpidml import ring_allgather, ring_allreduce, ring_reduce_scatter
 from mpidml.comm.collectives import Collectives
 
 comm = MPI.COMM_WORLD.Dup()
 p, rank = comm.Get_size(), comm.Get_rank()
-results = []
-
-
-def record(name, ok, detail=""):
-    oks = comm.allgather(bool(ok))
-    results.append({"case": name, "ok": all(oks), "detail": str(detail),
-                    "bad_ranks": [r for r, o in enumerate(oks) if not o]})
+report = Report(comm)
+results, record = report.results, report.record
 
 
 def read_only(n, dtype, r):
