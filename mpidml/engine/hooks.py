@@ -37,43 +37,49 @@ class Hook:
     def on_end(self, summary: dict) -> None: ...
 
 
+def _defines(hook, name: str) -> bool:
+    """``hook`` has its own ``name`` (not the base class's no-op)."""
+    own = getattr(type(hook), name, None)
+    return callable(getattr(hook, name, None)) and own is not getattr(Hook, name)
+
+
 class Hooks(Hook):
-    """Calls each hook's method in order (a hook may define only some of the methods)."""
+    """Calls each hook's method in order (a hook may define only some of the methods); the
+    bound methods are looked up once, leaving out ``Hook``'s inherited no-ops, since
+    ``on_phase`` runs twice per step."""
 
     def __init__(self, hooks):
         self.hooks = list(hooks)
-
-    def _each(self, name: str):
-        return [fn for fn in (getattr(h, name, None) for h in self.hooks) if callable(fn)]
+        self._fns = {name: [getattr(h, name) for h in self.hooks if _defines(h, name)]
+                     for name in ("on_start", "on_phase", "on_epoch_start", "on_step", "on_epoch_end",
+                                  "on_epoch", "on_end")}
 
     def on_start(self, trainer) -> None:
-        for fn in self._each("on_start"):
+        for fn in self._fns["on_start"]:
             fn(trainer)
 
     def on_phase(self, phase: str, step: int) -> None:
-        for h in self.hooks:     # the hot one: called twice per step
-            fn = getattr(h, "on_phase", None)
-            if fn is not None:
-                fn(phase, step)
+        for fn in self._fns["on_phase"]:
+            fn(phase, step)
 
     def on_epoch_start(self, epoch: int, first_step: int) -> None:
-        for fn in self._each("on_epoch_start"):
+        for fn in self._fns["on_epoch_start"]:
             fn(epoch, first_step)
 
     def on_step(self, step_in_epoch: int, outcome) -> None:
-        for fn in self._each("on_step"):
+        for fn in self._fns["on_step"]:
             fn(step_in_epoch, outcome)
 
     def on_epoch_end(self) -> None:
-        for fn in self._each("on_epoch_end"):
+        for fn in self._fns["on_epoch_end"]:
             fn()
 
     def on_epoch(self, record: dict) -> None:
-        for fn in self._each("on_epoch"):
+        for fn in self._fns["on_epoch"]:
             fn(record)
 
     def on_end(self, summary: dict) -> None:
-        for fn in self._each("on_end"):
+        for fn in self._fns["on_end"]:
             fn(summary)
 
 

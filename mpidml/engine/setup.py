@@ -333,7 +333,7 @@ def _prepare_evaluation(t) -> None:
     from .evaluation import Evaluator
 
     t.evaluator = Evaluator(t.comm, t.model, t.source, t.test, t.coll.allreduce,
-                            beat=lambda: t.mark("evaluate", t.step if hasattr(t, "step") else t.start_step),
+                            beat=lambda: t.mark("evaluate", t.step),
                             fault=t.fault)
 
 

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ..algos.hogwild import hogwild_step
+from ..data.batches import loss_grad_pieces
+from ..optim import lr_at
 from .config import TrainConfig
 from .hooks import Hook, Hooks, ProgressHook, RisingObjectiveHook, RunLog, TimelineHook
 
@@ -107,11 +110,11 @@ class Trainer:
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> dict:
-        from ..runtime.signals import StopRequest, take_early
+        from ..runtime.signals import StopRequest
         from ..runtime.watchdog import Watchdog
 
         self.t_start = time.perf_counter()
-        self.stop = self._early_stop or take_early() or StopRequest()
+        self.stop = self._early_stop or StopRequest()   # (the CLI passes the ones it installed first)
         self.watchdog = Watchdog(self.cfg.stall_timeout, self.rank, self.size, comm=self.comm,
                                  liveness=self.cfg.liveness_timeout)
         self.watchdog.beat("start-up", -1, SLOW_PHASE_ALLOWANCE)
@@ -143,8 +146,6 @@ class Trainer:
         self.hooks = Hooks([self.timeline, progress, RisingObjectiveHook(self.log), self.log, *self.extra_hooks])
 
     def lr_at(self, step: int) -> float:
-        from ..optim import lr_at
-
         c = self.cfg
         return lr_at(step, self.total_steps, self.base_lr, c.lr_schedule, c.warmup_steps, c.lr_decay_every,
                      c.lr_gamma)
@@ -153,9 +154,7 @@ class Trainer:
         """This rank's summed loss over ``pieces``, gradient sums into ``algo.grad`` (or
         the Hogwild local step, which also applies it)."""
         if self.cfg.hogwild_threads:
-            from ..algos.hogwild import hogwild_step
             return hogwild_step(self.model, pieces, self.params, self.lr, self.algo.grad)
-        from ..data.batches import loss_grad_pieces
         return loss_grad_pieces(self.model, pieces, self.params, self.algo.grad, self.scratch)
 
     def evaluate(self):
@@ -176,14 +175,14 @@ class Trainer:
         from .loop import EpochLoop
 
         cfg, log = self.cfg, self.log
-        self.mark("evaluate", self.start_step)    # ends the start-up allowance: evaluation beats per chunk
+        self.step = self.start_step
+        self.mark("evaluate", self.step)    # ends the start-up allowance: evaluation beats per chunk
         with self.counters.uncounted():
             self.initial = self.evaluate()
         log.info(f"epoch {self.start_step // self.steps_per_epoch:>3}/{cfg.epochs}  "
                  f"objective {self.initial.objective:.6f}")
         self.counters.reset()
         self.train_time = 0.0
-        self.step = self.start_step
         self.history: list[dict] = []
         self.stopped_by = 0
         self.lr = self.lr_at(self.step)
