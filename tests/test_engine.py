@@ -27,8 +27,9 @@ def test_registries_and_literal_lists_agree():
     from mpidml.optim import OPTIMIZERS, SCHEDULES
 
     assert config.BUILTIN_MODELS == MODELS
-    assert config._OPTIMIZERS == OPTIMIZERS and config._SCHEDULES == SCHEDULES
-    assert config._codecs() == ("none", *CODECS)
+    choices = {a.dest: tuple(a.choices) for a in config.build_parser()._actions if a.choices}
+    assert choices["optimizer"] == OPTIMIZERS and choices["lr_schedule"] == SCHEDULES
+    assert choices["compress"] == ("none", *CODECS)
 
 
 def test_every_algorithm_option_is_a_flag_and_a_field():

@@ -38,6 +38,8 @@ from ..algos.choco import ChocoConfig
 from ..algos.easgd import EASGDConfig
 from ..algos.local_sgd import LocalSGDConfig
 from ..algos.ps import PSConfig
+from ..optim import OPTIMIZERS as _OPTIMIZERS
+from ..optim import SCHEDULES as _SCHEDULES
 from ..options import Knob, check_value, knob, knobs_of
 
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "AlgoConfig", "CheckpointConfig", "OutputConfig",
@@ -46,8 +48,6 @@ __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "AlgoConfig", "Checkpoint
 #: the built-in ``--model`` names (mpidml.models.MODEL_CLASSES has the classes; a test
 #: keeps the two equal). Any other model is ``--model package.module:ClassName``.
 BUILTIN_MODELS = ("logreg", "softmax", "lsq", "mlp")
-_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")      # mpidml.optim.OPTIMIZERS (test-checked)
-_SCHEDULES = ("constant", "cosine", "step")                 # mpidml.optim.SCHEDULES (test-checked)
 
 
 def _partitions():
@@ -61,7 +61,8 @@ def _topologies():
 
 
 def _codecs():
-    return ("none", "fp16", "topk", "qsgd")     # comm.codecs.CODECS (test-checked)
+    from ..comm.codecs import CODECS
+    return ("none", *CODECS)
 
 
 @dataclass
