@@ -139,3 +139,11 @@ def run_case_report(prog: str, p: int, timeout: float = 300) -> list[str]:
     bad = [c for c in report["results"] if not c["ok"]]
     assert not bad, bad
     return [c["case"] for c in report["results"]]
+
+
+def rank_pids(proc: subprocess.Popen, marker: str) -> list[int]:
+    """The pids of the ranks of the job ``proc`` launched: the ``mpidml.train`` processes whose
+    command line contains ``marker`` (a path unique to the test), mpiexec itself left out."""
+    out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True,
+                         timeout=scaled(30))
+    return [int(x) for x in out.stdout.split() if int(x) != proc.pid]

@@ -10,16 +10,15 @@ test: they are not scaled.
 import glob
 import os
 import signal
-import sys
 import time
 
 import pytest
-from test_watchdog_signals import _rank_pids, _wait_for, records
+from test_watchdog_signals import _start, _wait_for, records
 
 from mpidml.data.synth import make_binary_dense
 from mpidml.runtime.watchdog import Watchdog
 
-from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
+from mpirun import finish, kill_group, rank_pids, run_mpi, scaled
 
 BOUND = 30.0   # seconds from SIGSTOP to the job's exit
 
@@ -33,11 +32,9 @@ def data(tmp_path_factory):
 
 
 def _launch(n, data, tmp_path, *extra, env=None):
+    # the checkpoint dir only names this job's processes for rank_pids (nothing is written to it before the stop)
     metrics = tmp_path / "m.jsonl"
-    # the checkpoint dir only names this job's processes for _rank_pids (nothing is written to it before the stop)
-    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpidml.train", "--data", data, "--batch-size", "256",
-           "--checkpoint-dir", str(tmp_path / "ck"), "--metrics", str(metrics), "--metrics-every", "1", "-q", *extra]
-    return spawn(cmd, env=env), metrics
+    return _start(data, tmp_path / "ck", metrics, *extra, n=n, env=env), metrics
 
 
 def _stop_and_expect_abort(proc, victim_pid, victim_rank, phase):
@@ -64,7 +61,7 @@ def _stop_and_expect_abort(proc, victim_pid, victim_rank, phase):
 
 def _ranked_pids(proc, ck):
     """The ranks' pids in rank order (the ranks are started in order: pids grow with rank here)."""
-    pids = sorted(_rank_pids(proc, ck))
+    pids = sorted(rank_pids(proc, ck))
     return [p for p in pids if "python" in open(f"/proc/{p}/cmdline").read().split("\0")[0]]
 
 

@@ -4,7 +4,6 @@ under mpiexec with timeouts."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -12,7 +11,7 @@ import pytest
 
 from mpidml.data.synth import make_binary_dense
 
-from mpirun import finish, kill_group, mpiexec_path, run_mpi, scaled, spawn
+from mpirun import finish, kill_group, mpiexec_path, rank_pids, run_mpi, scaled, spawn
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +84,8 @@ def test_sigterm_checkpoints_and_resume_continues(data, tmp_path):
                 out, err = kill_group(proc)
                 pytest.fail(f"training did not start (rc {proc.returncode}):\n{out}\n{err}")
             time.sleep(0.2)
-        ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True,
-                               timeout=scaled(30))
-        pids = [int(x) for x in ranks.stdout.split() if int(x) != proc.pid]
-        assert pids, ranks
+        pids = rank_pids(proc, ck)
+        assert pids
         os.kill(pids[-1], signal.SIGTERM)     # as Slurm signals a task before the time limit
         out, err = finish(proc, 60, "the job after SIGTERM of one rank")
     finally:

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -13,7 +12,7 @@ import pytest
 
 from mpidml.data.synth import make_binary_dense
 
-from mpirun import HERE, finish, kill_group, mpiexec_path, run, run_mpi, scaled, spawn
+from mpirun import HERE, finish, kill_group, mpiexec_path, rank_pids, run, run_mpi, scaled, spawn
 from reference import binary_problem
 
 L2 = 1e-4
@@ -200,9 +199,7 @@ def test_kill_9_of_one_rank_ends_the_job(dataset, tmp_path):
            "--epochs", "100000", "--cache-dir", marker, "-q"]
     proc = spawn(cmd)
     def job_ranks():
-        out = subprocess.run(["pgrep", "-f", f"mpidml.train .*{marker}"], capture_output=True, text=True,
-                             timeout=scaled(30))
-        return [int(p) for p in out.stdout.split() if int(p) != proc.pid]
+        return rank_pids(proc, marker)
 
     try:
         ranks = []

@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 import time
 
@@ -21,7 +20,7 @@ import pytest
 
 from mpidml.data.synth import make_binary_dense
 
-from mpirun import finish, kill_group, mpiexec_path, run, run_mpi, scaled, spawn
+from mpirun import finish, kill_group, mpiexec_path, rank_pids, run, run_mpi, scaled, spawn
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +50,12 @@ def test_long_evaluation_is_not_a_stall_but_a_stall_in_evaluation_is(data):
     assert "of 2: no progress for" in stuck.stderr and "in evaluate" in stuck.stderr, stuck.output
 
 
-def _start(data, ck, metrics, *extra):
-    cmd = [mpiexec_path(), "-n", "2", sys.executable, "-m", "mpidml.train", "--data", data, "--batch-size", "256",
+def _start(data, ck, metrics, *extra, n=2, env=None):
+    """A training job of ``n`` ranks; its checkpoint directory ``ck`` names its processes for
+    ``rank_pids``."""
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpidml.train", "--data", data, "--batch-size", "256",
            "--checkpoint-dir", str(ck), "--metrics", str(metrics), "--metrics-every", "1", "-q", *extra]
-    return spawn(cmd)
-
-
-def _rank_pids(proc, ck):
-    ranks = subprocess.run(["pgrep", "-f", f"mpidml.train .*{ck}"], capture_output=True, text=True,
-                           timeout=scaled(30))
-    return [int(x) for x in ranks.stdout.split() if int(x) != proc.pid]
+    return spawn(cmd, env=env)
 
 
 def _wait_for(proc, metrics, predicate, what):
@@ -79,7 +74,7 @@ def test_signal_stop_checkpoints_without_evaluating(data, tmp_path, sig):
     proc = _start(data, ck, metrics, "--epochs", "200", "--eval-every", "0", "--inject-fault", "slow-eval:*:3")
     try:
         _wait_for(proc, metrics, lambda r: r.get("type") == "step" and r["step"] >= 5, "training")
-        pids = _rank_pids(proc, ck)
+        pids = rank_pids(proc, ck)
         assert pids
         t0 = time.monotonic()
         os.kill(pids[-1], sig)
@@ -106,7 +101,7 @@ def test_signals_after_the_last_step_end_the_run_normally(data, tmp_path):
     proc = _start(data, ck, metrics, "--epochs", "1", "--inject-fault", "slow-eval:*:0.3")
     try:
         _wait_for(proc, metrics, lambda r: r.get("type") == "step" and r["step"] == steps, "the last step")
-        pids = _rank_pids(proc, ck)
+        pids = rank_pids(proc, ck)
         sent = 0
         while proc.poll() is None and sent < 400:
             for pid in pids:
@@ -143,10 +138,10 @@ def test_signal_during_start_up_and_a_repeated_one_stop_with_a_checkpoint(data, 
     proc = _start(data, ck, metrics, "--epochs", "200")
     try:
         deadline = time.monotonic() + scaled(30)
-        while len(_rank_pids(proc, ck)) < 2 and time.monotonic() < deadline:
+        while len(rank_pids(proc, ck)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(1.0)
-        pids = _rank_pids(proc, ck)
+        pids = rank_pids(proc, ck)
         for sig in sigs:
             os.kill(pids[-1], sig)
             time.sleep(0.05)
