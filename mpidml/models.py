@@ -80,7 +80,6 @@ class Model:
 
     label_mode = "binary"      # load_shard(..., labels=label_mode)
     metric_name = "accuracy"   # or "rmse"
-    rows_replicated = False    # True: every rank holds every row (column-block models)
 
     def __init__(self, dtype=np.float32, l2: float = 1e-4):
         self.dtype = np.dtype(dtype)

@@ -80,7 +80,6 @@ class TorchModel(Model):
 
     label_mode = "classes"      # the class attribute is what --model reads before building:
     metric_name = "accuracy"    # a subclass for other labels sets it (label_mode = "binary")
-    rows_replicated = False
 
     def __init__(self, module, loss_fn, *, label_mode: str | None = None, metric: str | None = None,
                  l2: float = 0.0, input_shape: tuple | None = None, reset: bool = True):

@@ -32,7 +32,6 @@ class BlockLogReg(Model):
 
     label_mode = "binary"
     metric_name = "accuracy"
-    rows_replicated = True      # every rank holds every row (train.py: same row order everywhere)
 
     def __init__(self, comm, d: int, columns: tuple[int, int], dtype=np.float32, l2: float = 1e-4):
         super().__init__(dtype, l2)

@@ -149,9 +149,8 @@ class Algorithm:
     #: ``@register(name, config=...)``); they become ``--flags``, TOML keys and fields of
     #: ``TrainConfig``
     Config: type | None = None
-    #: True for algorithms without a common step count (each worker runs until told the
-    #: epoch is over); ``serves`` is True on a rank that holds no data and only answers others
-    asynchronous = False
+    #: True on a rank that holds no data and only answers others (asynchronous algorithms,
+    #: whose loop shape ``run_epoch`` picks: see ``asynchronous_epoch``)
     serves = False
     #: what ``consensus()`` is, for the final log line
     consensus_kind = "the ranks' mean model"

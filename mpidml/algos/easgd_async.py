@@ -40,8 +40,6 @@ _END_EPOCH, _STOP = 1.0, 2.0
 
 @register("easgd_async", config=EASGDConfig)
 class AsyncEASGD(CentreModel):
-    asynchronous = True
-
     @classmethod
     def serving_ranks(cls, cfg, size):
         return 1      # the last rank holds the centre variable and no data

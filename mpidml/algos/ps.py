@@ -181,8 +181,6 @@ class PSConfig:
 
 @register("ps", config=PSConfig)
 class ParameterServer(Algorithm):
-    asynchronous = True
-
     @classmethod
     def serving_ranks(cls, cfg, size):
         return int(cfg.servers)
