@@ -1,6 +1,6 @@
 """Hogwild inside a rank, as the local step of the model-averaging algorithms.
 
-How it composes: the algorithms in ``HOGWILD_ALGOS`` all take "local steps" between
+How it composes: the algorithms with ``accepts_hogwild`` (local_sgd, easgd, gossip) all take "local steps" between
 their exchanges — one optimizer step on the rank's own minibatch gradient
 (``Algorithm.local_update``). With ``--hogwild-threads T`` that local step becomes a
 Hogwild pass instead: the rank's minibatch rows are processed by T numba threads, each
